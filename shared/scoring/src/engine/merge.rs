@@ -1,0 +1,229 @@
+//! Anonymous → identified merge.
+//!
+//! When an event carries both an anonymous id and an email, the anonymous profile is merged into
+//! the email's lead. The merge combines the two states without counting anything twice: rule
+//! counters are united and re-checked (a `once` rule both sides fired keeps one award; awards
+//! of a capped rule are re-capped over the united windows), `did` counters and tags are
+//! united, the earliest first touch and creation time win, and the stage is the further one.
+//! Combining is symmetric in the anonymous profiles: merging A then B gives the same lead as
+//! B then A.
+
+use super::rules::{prune_awards, prune_times};
+use super::{Change, Engine, Outcome};
+use crate::lead::{EnrollmentStatus, Lead, RuleState};
+use crate::model::RuleKind;
+use crate::Time;
+
+impl Engine {
+    /// Merges the anonymous profile `from` into `into` (which keeps its id and email).
+    pub fn merge(&self, into: &mut Lead, from: Lead, now: Time) -> Outcome {
+        let mut out = Outcome::default();
+        // Identity and traits: `into` wins, `from` fills the gaps.
+        for a in &from.anonymous_ids {
+            if !into.anonymous_ids.contains(a) {
+                into.anonymous_ids.push(a.clone());
+            }
+        }
+        into.anonymous_ids.sort();
+        if into.email.is_none() {
+            into.email = from.email.clone();
+        }
+        for (k, v) in &from.traits {
+            into.traits.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        into.merged_from.push(from.id.clone());
+        into.merged_from.extend(from.merged_from.iter().cloned());
+        into.merged_from.sort();
+        into.merged_from.dedup();
+        into.created_at = into.created_at.min(from.created_at);
+        into.updated_at = into.updated_at.max(from.updated_at).max(now);
+        into.event_count += from.event_count;
+        if from.first_touch.as_ref().is_some_and(|f| into.first_touch.as_ref().is_none_or(|i| (f.at, f) < (i.at, i))) {
+            into.first_touch = from.first_touch.clone();
+        }
+        if from.last_touch.as_ref().is_some_and(|f| into.last_touch.as_ref().is_none_or(|i| (f.at, f) > (i.at, i))) {
+            into.last_touch = from.last_touch.clone();
+        }
+        // Consent: the latest of each fact.
+        let c = &mut into.consent;
+        c.opted_in_at = max_opt(c.opted_in_at, from.consent.opted_in_at);
+        c.unsubscribed_at = max_opt(c.unsubscribed_at, from.consent.unsubscribed_at);
+        c.bounced_at = min_opt(c.bounced_at, from.consent.bounced_at);
+        c.complained_at = min_opt(c.complained_at, from.consent.complained_at);
+        for t in &from.tags {
+            if into.tags.insert(t.clone()) {
+                out.push(Change::Tagged { tag: t.clone() });
+            }
+        }
+        // Behaviour points: sum, then take back what the united counters say was counted twice.
+        for (g, v) in &from.earned {
+            *into.earned.entry(g.clone()).or_insert(0) += v;
+        }
+        for rule in &self.model.rules {
+            let RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let Some(theirs) = from.rules.get(&rule.id) else { continue };
+            let mine = into.rules.remove(&rule.id).unwrap_or_default();
+            let names: Vec<String> = rule.points.iter().map(|(g, _)| self.model.scores[*g].name.clone()).collect();
+            let (united, excess) = unite_rule(&names, b, mine, theirs.clone());
+            for (k, &(g, _)) in rule.points.iter().enumerate() {
+                let e = excess.get(k).copied().unwrap_or(0);
+                if e != 0 {
+                    let name = self.model.scores[g].name.clone();
+                    *into.earned.entry(name.clone()).or_insert(0) -= e;
+                    out.push(Change::Points { source: rule.id.clone(), group: name, asked: -e, given: -e, note: Some("merge: counted on both profiles".into()) });
+                }
+            }
+            into.rules.insert(rule.id.clone(), united);
+        }
+        for t in &self.model.trackers {
+            let Some(theirs) = from.did.get(&t.key) else { continue };
+            let st = into.did.entry(t.key.clone()).or_default();
+            st.count += theirs.count;
+            st.recent.extend(theirs.recent.iter().copied());
+            st.recent.sort();
+            let latest = st.recent.last().copied();
+            prune_times(&mut st.recent, t.keep_for.zip(latest).map(|(w, l)| l - w.to_chrono()), t.keep_count as usize);
+        }
+        // Decay: the counters of the side with the later activity describe the current stretch.
+        let before = into.last_activity_at;
+        match from.last_activity_at.cmp(&before) {
+            std::cmp::Ordering::Greater => into.decay_applied = from.decay_applied.clone(),
+            std::cmp::Ordering::Equal => {
+                for (k, v) in &from.decay_applied {
+                    let e = into.decay_applied.entry(*k).or_insert(0);
+                    *e = (*e).max(*v);
+                }
+            }
+            std::cmp::Ordering::Less => {}
+        }
+        into.last_activity_at = max_opt(into.last_activity_at, from.last_activity_at);
+        // Stage: the further one; history united.
+        let mine = self.model.stage_index(&into.stage).unwrap_or(0);
+        let theirs = self.model.stage_index(&from.stage).unwrap_or(0);
+        if theirs > mine {
+            into.stage = from.stage.clone();
+        }
+        into.stage_history.extend(from.stage_history.iter().cloned());
+        into.stage_history.sort_by(|a, b| (a.at, &a.stage).cmp(&(b.at, &b.stage)));
+        into.stage_history.dedup_by(|a, b| a.stage == b.stage && a.at == b.at);
+        // Enrollments: keep both histories; one active enrollment per campaign (the identified lead's).
+        for mut e in from.enrollments {
+            if e.status == EnrollmentStatus::Active && into.active_enrollment(&e.campaign).is_some() {
+                e.status = EnrollmentStatus::Exited;
+                e.ended_at = Some(now);
+                e.end_reason = Some("merged".into());
+                e.due_at = None;
+                e.pending_send = None;
+            }
+            into.enrollments.push(e);
+        }
+        into.enrollments.sort_by(|a, b| (a.entered_at, &a.campaign).cmp(&(b.entered_at, &b.campaign)));
+        into.segments.extend(from.segments);
+        into.sends.extend(from.sends);
+        into.sends.sort_by(|a, b| a.at.cmp(&b.at));
+        if into.handoff.is_none() {
+            into.handoff = from.handoff;
+        }
+        into.outbox.extend(from.outbox);
+        // Everything derived is recomputed from the united state.
+        self.after_change(into, None, now, true, &mut out);
+        out
+    }
+}
+
+fn max_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Unites two counters of one rule (`names`: the group of each points entry); returns the
+/// united state and, per points entry, the points that were counted twice.
+fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: RuleState) -> (RuleState, Vec<i64>) {
+    let mut excess = vec![0i64; names.len()];
+    let mut u = RuleState {
+        fired: a.fired + c.fired,
+        first_at: min_opt(a.first_at, c.first_at),
+        last_at: max_opt(a.last_at, c.last_at),
+        awards: Vec::new(),
+        hits: Vec::new(),
+        total: a.total.clone(),
+    };
+    for (g, v) in &c.total {
+        *u.total.entry(g.clone()).or_insert(0) += v;
+    }
+    if b.once && a.fired > 0 && c.fired > 0 {
+        // The later award goes (on a tie, the smaller one, so the order of the profiles does not matter).
+        let drop = match (a.first_at, c.first_at) {
+            (Some(x), Some(y)) if x != y => if x < y { &c } else { &a },
+            _ => if total_sum(&a) <= total_sum(&c) { &a } else { &c },
+        };
+        for (k, name) in names.iter().enumerate() {
+            excess[k] = drop.total.get(name).copied().unwrap_or(0);
+        }
+        u.fired = 1;
+    }
+    if let Some(cap) = b.cap {
+        // Re-apply the cap, in time order, to what every firing asked; the difference with
+        // what both profiles had given is what was counted twice.
+        let mut all: Vec<_> = a.awards.into_iter().chain(c.awards).collect();
+        for aw in &mut all {
+            if aw.asked.is_empty() {
+                aw.asked = aw.points.clone();
+            }
+        }
+        all.sort_by(|x, y| (x.at, &x.asked, &x.points).cmp(&(y.at, &y.asked, &y.points)));
+        let per = cap.per.to_chrono();
+        let mut kept: Vec<crate::lead::Award> = Vec::with_capacity(all.len());
+        for mut award in all {
+            for k in 0..award.asked.len() {
+                let ask = award.asked[k];
+                let before = award.points.get(k).copied().unwrap_or(0);
+                let now = if ask <= 0 {
+                    ask
+                } else {
+                    let used: i64 = kept.iter().filter(|x| x.at > award.at - per).map(|x| x.points.get(k).copied().unwrap_or(0).max(0)).sum();
+                    ask.min((cap.points - used).max(0))
+                };
+                if k < excess.len() {
+                    excess[k] += before - now;
+                }
+                if k < award.points.len() {
+                    award.points[k] = now;
+                }
+            }
+            kept.push(award);
+        }
+        prune_awards(&mut kept, per);
+        u.awards = kept;
+    }
+    for (k, name) in names.iter().enumerate() {
+        if excess[k] != 0 {
+            if let Some(t) = u.total.get_mut(name) {
+                *t -= excess[k];
+            }
+        }
+    }
+    if let Some(cnt) = b.count {
+        let mut hits: Vec<Time> = a.hits.into_iter().chain(c.hits).collect();
+        hits.sort();
+        if let Some(last) = hits.last().copied() {
+            let from = last - cnt.within.to_chrono();
+            hits.retain(|t| *t > from);
+        }
+        u.hits = hits;
+    }
+    (u, excess)
+}
+
+fn total_sum(s: &RuleState) -> i64 {
+    s.total.values().sum()
+}

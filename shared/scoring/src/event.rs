@@ -1,0 +1,321 @@
+//! Incoming events: the wire shape ([`RawEvent`]), validation into [`Event`], and the machine
+//! traffic check for email opens and clicks.
+
+use crate::Time;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Types the product knows by name; any other type must follow [`valid_type`].
+pub const KNOWN_TYPES: &[&str] = &[
+    "page_view",
+    "form_submit",
+    "download",
+    "webinar_registered",
+    "webinar_attended",
+    "email_open",
+    "email_click",
+    "cta_click",
+    "newsletter_subscribe",
+    "unsubscribe",
+    "demo_request",
+    "contact_request",
+    "purchase",
+    "social_interaction",
+];
+
+/// Event types produced by Ember itself (email delivery feedback): recorded, but they are not
+/// the lead's own activity and never re-arm decay.
+pub const SYSTEM_TYPES: &[&str] = &["email_delivered", "email_bounced", "email_complaint", "email_sent"];
+
+/// Longest event id and anonymous id.
+pub const MAX_ID_LEN: usize = 128;
+
+/// How far in the future `occurred_at` may be.
+pub const MAX_FUTURE_SECS: i64 = 300;
+
+/// An event as sent by a client (every field optional so that each problem can be named).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// Client-generated unique id.
+    #[serde(default)]
+    pub event_id: Option<Value>,
+    /// Event type.
+    #[serde(default, rename = "type")]
+    pub kind: Option<Value>,
+    /// RFC 3339 time.
+    #[serde(default)]
+    pub occurred_at: Option<Value>,
+    /// Cookie id.
+    #[serde(default)]
+    pub anonymous_id: Option<Value>,
+    /// Email.
+    #[serde(default)]
+    pub email: Option<Value>,
+    /// Traits.
+    #[serde(default)]
+    pub traits: Option<Value>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: Option<Value>,
+    /// Context (utm, referrer).
+    #[serde(default)]
+    pub context: Option<Value>,
+}
+
+/// A validated event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id.
+    pub id: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub at: Time,
+    /// Normalized email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Cookie id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    /// Traits.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub traits: Map<String, Value>,
+    /// Properties.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+    /// utm source / medium / campaign and referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    /// Mail scanner or privacy proxy traffic: recorded, earns nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine: bool,
+}
+
+/// Acquisition channel of an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// utm source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// utm medium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    /// utm campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    /// Referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+}
+
+impl Event {
+    /// Whether the lead itself did this (re-arms decay, counts as activity).
+    pub fn is_activity(&self) -> bool {
+        !self.machine && !SYSTEM_TYPES.contains(&self.kind.as_str())
+    }
+}
+
+/// Whether a type follows the naming rule `[a-z][a-z0-9_.:-]{0,63}`.
+pub fn valid_type(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.:-".contains(c))
+}
+
+/// Trims and lower-cases an email, and checks its shape (`local@domain`, no spaces).
+pub fn normalize_email(raw: &str) -> Result<String, String> {
+    let e = raw.trim().to_lowercase();
+    let Some((local, domain)) = e.split_once('@') else {
+        return Err("`email` is not an email address (no `@`)".into());
+    };
+    if local.is_empty() || domain.is_empty() || domain.contains('@') || e.chars().any(char::is_whitespace) {
+        return Err("`email` is not a valid email address".into());
+    }
+    if e.len() > 254 {
+        return Err("`email` is longer than 254 characters".into());
+    }
+    Ok(e)
+}
+
+fn opt_string(v: &Option<Value>, field: &str) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("`{field}` must be a string")),
+    }
+}
+
+fn opt_object(v: &Option<Value>, field: &str) -> Result<Map<String, Value>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(format!("`{field}` must be an object")),
+    }
+}
+
+impl RawEvent {
+    /// Validates and normalizes. `now` is the time received; `new_id` makes an id when the
+    /// client sent none.
+    pub fn validate(&self, now: Time, new_id: impl FnOnce() -> String) -> Result<Event, String> {
+        let kind = match &self.kind {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => return Err("`type` is missing".into()),
+            Some(_) => return Err("`type` must be a string".into()),
+        };
+        if !valid_type(&kind) {
+            return Err(format!(
+                "`type` `{}` breaks the naming rule: lower-case letter first, then letters, digits, `_ . : -`, at most 64 characters",
+                kind.chars().take(70).collect::<String>()
+            ));
+        }
+        let id = match opt_string(&self.event_id, "event_id")? {
+            Some(id) if id.len() > MAX_ID_LEN => return Err(format!("`event_id` is longer than {MAX_ID_LEN} characters")),
+            Some(id) => id,
+            None => new_id(),
+        };
+        let at = match &self.occurred_at {
+            None | Some(Value::Null) => now,
+            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| format!("`occurred_at` `{s}` is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)"))?
+                .with_timezone(&chrono::Utc),
+            Some(_) => return Err("`occurred_at` must be an RFC 3339 string".into()),
+        };
+        if (at - now).num_seconds() > MAX_FUTURE_SECS {
+            return Err(format!("`occurred_at` is more than {} minutes in the future", MAX_FUTURE_SECS / 60));
+        }
+        let email = opt_string(&self.email, "email")?.map(|e| normalize_email(&e)).transpose()?;
+        let anonymous_id = opt_string(&self.anonymous_id, "anonymous_id")?;
+        if anonymous_id.as_ref().is_some_and(|a| a.len() > MAX_ID_LEN) {
+            return Err(format!("`anonymous_id` is longer than {MAX_ID_LEN} characters"));
+        }
+        if email.is_none() && anonymous_id.is_none() {
+            return Err("no identity: give `email` or `anonymous_id`".into());
+        }
+        let traits = opt_object(&self.traits, "traits")?;
+        let properties = opt_object(&self.properties, "properties")?;
+        let context = opt_object(&self.context, "context")?;
+        let channel = channel_of(&context);
+        let machine = is_machine_traffic(&kind, &properties);
+        Ok(Event { id, kind, at, email, anonymous_id, traits, properties, channel, machine })
+    }
+}
+
+fn channel_of(context: &Map<String, Value>) -> Option<Channel> {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
+    let utm = context.get("utm").and_then(Value::as_object);
+    let c = Channel {
+        source: s(utm.and_then(|u| u.get("source"))),
+        medium: s(utm.and_then(|u| u.get("medium"))),
+        campaign: s(utm.and_then(|u| u.get("campaign"))),
+        referrer: s(context.get("referrer")),
+    };
+    (c != Channel::default()).then_some(c)
+}
+
+/// User-agent fragments of mail scanners and privacy proxies that fetch links and images
+/// on the recipient's behalf.
+pub const SCANNER_AGENTS: &[&str] = &[
+    "googleimageproxy",
+    "yahoomailproxy",
+    "barracuda",
+    "mimecast",
+    "proofpoint",
+    "symantec",
+    "messagelabs",
+    "trendmicro",
+    "forcepoint",
+    "safelinks",
+    "microsoft office protocol discovery",
+    "bingpreview",
+    "python-requests",
+    "curl/",
+    "wget/",
+    "headlesschrome",
+];
+
+/// A click this soon after delivery was made by a scanner, not a person.
+pub const MACHINE_CLICK_SECONDS: f64 = 10.0;
+
+/// Whether an email open or click was made by a machine: flagged by the feedback handler
+/// (`properties.machine: true`), a known scanner user agent, a privacy-proxy prefetch
+/// (`properties.prefetch: true`), or a click within [`MACHINE_CLICK_SECONDS`] of delivery
+/// (`properties.seconds_since_delivery`).
+pub fn is_machine_traffic(kind: &str, props: &Map<String, Value>) -> bool {
+    if !matches!(kind, "email_open" | "email_click") {
+        return false;
+    }
+    if props.get("machine").and_then(Value::as_bool) == Some(true) || props.get("prefetch").and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    if let Some(ua) = props.get("user_agent").and_then(Value::as_str) {
+        let ua = ua.to_lowercase();
+        if SCANNER_AGENTS.iter().any(|s| ua.contains(s)) {
+            return true;
+        }
+    }
+    kind == "email_click"
+        && props
+            .get("seconds_since_delivery")
+            .and_then(Value::as_f64)
+            .is_some_and(|s| s >= 0.0 && s < MACHINE_CLICK_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Time {
+        "2026-03-02T09:00:00Z".parse().unwrap()
+    }
+
+    fn raw(v: Value) -> RawEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn validates_and_normalizes() {
+        let e = raw(json!({"type": "page_view", "email": "  Someone@Example.COM ", "properties": {"path": "/"},
+            "context": {"utm": {"source": "google", "medium": "cpc"}}}))
+        .validate(now(), || "gen".into())
+        .unwrap();
+        assert_eq!(e.email.as_deref(), Some("someone@example.com"));
+        assert_eq!(e.id, "gen");
+        assert_eq!(e.at, now());
+        assert_eq!(e.channel.unwrap().source.as_deref(), Some("google"));
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        let cases = [
+            (json!({"type": "Page View", "email": "a@b.c"}), "naming rule"),
+            (json!({"email": "a@b.c"}), "`type` is missing"),
+            (json!({"type": "page_view"}), "no identity"),
+            (json!({"type": "page_view", "email": "nope"}), "not an email"),
+            (json!({"type": "page_view", "email": "a@b.c", "occurred_at": "2026-03-02T09:06:00Z"}), "future"),
+            (json!({"type": "page_view", "email": "a@b.c", "occurred_at": "yesterday"}), "RFC 3339"),
+            (json!({"type": "page_view", "email": "a@b.c", "traits": [1]}), "`traits` must be an object"),
+            (json!({"type": "page_view", "email": "a@b.c", "event_id": "x".repeat(129)}), "longer than 128"),
+        ];
+        for (v, want) in cases {
+            let err = raw(v.clone()).validate(now(), || "g".into()).unwrap_err();
+            assert!(err.contains(want), "{v}: {err}");
+        }
+        // Four minutes ahead is tolerated (clock skew).
+        assert!(raw(json!({"type": "x", "anonymous_id": "a", "occurred_at": "2026-03-02T09:04:00Z"})).validate(now(), || "g".into()).is_ok());
+    }
+
+    #[test]
+    fn machine_traffic() {
+        let p = |v: Value| v.as_object().unwrap().clone();
+        assert!(is_machine_traffic("email_click", &p(json!({"seconds_since_delivery": 2}))));
+        assert!(!is_machine_traffic("email_click", &p(json!({"seconds_since_delivery": 200}))));
+        assert!(is_machine_traffic("email_open", &p(json!({"user_agent": "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"}))));
+        assert!(!is_machine_traffic("email_open", &p(json!({"user_agent": "Mozilla/5.0 (Macintosh)"}))));
+        assert!(!is_machine_traffic("page_view", &p(json!({"machine": true}))));
+    }
+}

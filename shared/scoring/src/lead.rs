@@ -1,0 +1,412 @@
+//! The lead: everything Ember knows about one person, as stored between changes.
+//!
+//! The state is compact on purpose: rule counters keep only what their windows need, `did`
+//! predicates read small per-tracker counters instead of the whole event history, and the email
+//! log keeps only what the frequency cap needs. The full event history lives in the store (for
+//! the timeline); scoring never needs to read it.
+
+use crate::Time;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A lead (or an anonymous visitor profile, at stage `visitor`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// Stable id.
+    pub id: String,
+    /// Normalized email (trimmed, lower-cased), once identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Website cookie ids seen for this person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_ids: Vec<String>,
+    /// CRM id, when the CRM told us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_id: Option<String>,
+    /// Traits (first_name, company, job_title…).
+    #[serde(default)]
+    pub traits: Map<String, Value>,
+    /// Current scores per group (clamped): what everyone reads.
+    pub scores: BTreeMap<String, i64>,
+    /// Behaviour part of each score: rule awards, decay, campaign points (see [`crate::engine`]).
+    #[serde(default)]
+    pub earned: BTreeMap<String, i64>,
+    /// Profile part of each score: points of the profile rules that currently hold.
+    #[serde(default)]
+    pub profile: BTreeMap<String, i64>,
+    /// Profile rules that currently hold (by rule id).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub profile_rules: BTreeSet<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    /// Current stage id.
+    pub stage: String,
+    /// Every stage entered, with its time, oldest first.
+    #[serde(default)]
+    pub stage_history: Vec<StageEntry>,
+    /// Current temperature label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<String>,
+    /// Current quadrant label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quadrant: Option<String>,
+    /// Email consent.
+    #[serde(default)]
+    pub consent: Consent,
+    /// First-touch acquisition channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_touch: Option<Touch>,
+    /// Last-touch acquisition channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_touch: Option<Touch>,
+    /// When the profile was created (earliest event).
+    pub created_at: Time,
+    /// Last event the lead sent itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<Time>,
+    /// Latest time the engine has seen for this lead (events or jobs); time never goes back.
+    pub updated_at: Time,
+    /// Per-rule counters (by rule id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, RuleState>,
+    /// Per-tracker counters for `did` predicates (by tracker key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub did: BTreeMap<String, DidState>,
+    /// Decay applications in the current stretch of inactivity, per decay entry index.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decay_applied: BTreeMap<usize, u32>,
+    /// Campaign enrollments (active and ended), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrollments: Vec<Enrollment>,
+    /// Campaigns whose entry condition held at the last evaluation (entry fires on crossing).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub segments: BTreeSet<String>,
+    /// Recent email sends (what the frequency cap needs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sends: Vec<SendRecord>,
+    /// Handoff and SLA state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<HandoffState>,
+    /// CRM outcome facts kept for reports.
+    #[serde(default)]
+    pub crm: CrmFacts,
+    /// Messages for the bus not yet confirmed published (transactional outbox).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Message>,
+    /// Ids of anonymous profiles merged into this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// Events applied (all time).
+    #[serde(default)]
+    pub event_count: u64,
+}
+
+/// A stage entered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageEntry {
+    /// Stage id.
+    pub stage: String,
+    /// When.
+    pub at: Time,
+    /// Why: `rules`, or a CRM action (`recycled`, `won`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// Email consent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// Opted in (newsletter_subscribe or `email_opt_in: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opted_in_at: Option<Time>,
+    /// Opted out: unsubscribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_at: Option<Time>,
+    /// Hard bounce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounced_at: Option<Time>,
+    /// Complaint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complained_at: Option<Time>,
+}
+
+impl Consent {
+    /// Opted in, and neither unsubscribed since, nor bounced, nor complained.
+    pub fn subscribed(&self) -> bool {
+        match self.opted_in_at {
+            None => false,
+            Some(optin) => {
+                self.bounced_at.is_none()
+                    && self.complained_at.is_none()
+                    && self.unsubscribed_at.is_none_or(|u| u < optin)
+            }
+        }
+    }
+}
+
+/// Acquisition channel.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Touch {
+    /// utm_source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// utm_medium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    /// utm_campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    /// Referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// When.
+    pub at: Time,
+}
+
+/// Counters of one behaviour rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Times the rule fired (all time).
+    #[serde(default)]
+    pub fired: u64,
+    /// First time it fired (for `once`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_at: Option<Time>,
+    /// Last time it fired (for `count`: not again until `within` has passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<Time>,
+    /// Awards inside the cap window: time and points per group (parallel to the rule's points).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awards: Vec<Award>,
+    /// Matching event times inside the `count` window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hits: Vec<Time>,
+    /// Points this rule has given in all, per group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub total: BTreeMap<String, i64>,
+}
+
+/// One firing of a capped rule: what it asked and what the cap let through. Fully capped
+/// firings are kept too, so a merge can re-apply the cap over both profiles exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Award {
+    /// When.
+    pub at: Time,
+    /// Points given per group, parallel to the rule's `points`.
+    pub points: Vec<i64>,
+    /// Points asked per group (the rule's points).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<i64>,
+}
+
+/// Counter behind `did` predicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DidState {
+    /// Matching events ever.
+    pub count: u64,
+    /// Most recent matching times (bounded by the tracker's needs), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Time>,
+}
+
+/// Enrollment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentStatus {
+    /// Running.
+    Active,
+    /// Ran past its last step (or moved on with `goto_campaign`).
+    Completed,
+    /// Reached its goal.
+    Converted,
+    /// Left through `exit_when`, a timeout to `exit`, `exit: true` or CRM rejection.
+    Exited,
+}
+
+impl EnrollmentStatus {
+    /// Name as used in scenarios and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentStatus::Active => "active",
+            EnrollmentStatus::Completed => "completed",
+            EnrollmentStatus::Converted => "converted",
+            EnrollmentStatus::Exited => "exited",
+        }
+    }
+}
+
+/// A lead's passage through a campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// Campaign id.
+    pub campaign: String,
+    /// Status.
+    pub status: EnrollmentStatus,
+    /// Current step index (== steps.len() when done).
+    pub step: usize,
+    /// When the current step began.
+    pub step_started_at: Time,
+    /// Enrolled at.
+    pub entered_at: Time,
+    /// Ended at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// Why it ended (`goal`, `exit_when`, `timeout`, `exit_step`, `rejected`, `merged`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    /// Next time the drip job has something to do for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Time>,
+    /// A send claimed and not yet confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_send: Option<PendingSend>,
+    /// Outcome of each step that sent (or skipped) an email, for reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<StepLog>,
+}
+
+/// A claimed send (the claim is stored before the mailer is called).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSend {
+    /// Idempotency key of this send (lead, campaign, enrollment, step).
+    pub send_id: String,
+    /// Template.
+    pub template: String,
+    /// Claimed at.
+    pub claimed_at: Time,
+}
+
+/// What happened at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// Step index.
+    pub step: usize,
+    /// `sent`, `suppressed`, `rejected`, `unknown`, `postponed`.
+    pub outcome: String,
+    /// Template, for sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// When.
+    pub at: Time,
+}
+
+/// An email sent (kept for the frequency cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRecord {
+    /// When.
+    pub at: Time,
+    /// Template.
+    pub template: String,
+    /// Campaign.
+    pub campaign: String,
+}
+
+/// Handoff and SLA state for the last handoff stage entered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffState {
+    /// Handoff stage entered.
+    pub stage: String,
+    /// When.
+    pub qualified_at: Time,
+    /// SLA deadline, while the clock runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_due_at: Option<Time>,
+    /// Sales accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<Time>,
+    /// SLA breach published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached_at: Option<Time>,
+}
+
+/// CRM outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CrmFacts {
+    /// Times recycled back to marketing.
+    #[serde(default)]
+    pub recycled: u32,
+    /// Times it qualified again after a recycle or a quiet stretch.
+    #[serde(default)]
+    pub reopened: u32,
+    /// Rejected by sales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<Time>,
+    /// Won amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub won_amount: Option<f64>,
+    /// Lost amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_amount: Option<f64>,
+    /// Last reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A domain message for the bus (and the webhooks that listen to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Stable id (the webhook id), derived from the lead and what happened.
+    pub id: String,
+    /// `lead.qualified`, `lead.sla_breached`, `lead.stage_changed`, `lead.recycled`…
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub at: Time,
+    /// Lead id.
+    pub lead_id: String,
+    /// Details.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl Lead {
+    /// A new, empty profile created at `at`, at stage `visitor`, with every group at its initial value.
+    pub fn new(id: impl Into<String>, model: &crate::Model, at: Time) -> Lead {
+        let scores = model.scores.iter().map(|g| (g.name.clone(), g.initial)).collect();
+        Lead {
+            id: id.into(),
+            email: None,
+            anonymous_ids: Vec::new(),
+            crm_id: None,
+            traits: Map::new(),
+            scores,
+            earned: BTreeMap::new(),
+            profile: BTreeMap::new(),
+            profile_rules: BTreeSet::new(),
+            tags: BTreeSet::new(),
+            stage: crate::model::VISITOR.to_string(),
+            stage_history: Vec::new(),
+            temperature: None,
+            quadrant: None,
+            consent: Consent::default(),
+            first_touch: None,
+            last_touch: None,
+            created_at: at,
+            last_activity_at: None,
+            updated_at: at,
+            rules: BTreeMap::new(),
+            did: BTreeMap::new(),
+            decay_applied: BTreeMap::new(),
+            enrollments: Vec::new(),
+            segments: BTreeSet::new(),
+            sends: Vec::new(),
+            handoff: None,
+            crm: CrmFacts::default(),
+            outbox: Vec::new(),
+            merged_from: Vec::new(),
+            event_count: 0,
+        }
+    }
+
+    /// The active enrollment in a campaign, if any.
+    pub fn active_enrollment(&self, campaign: &str) -> Option<&Enrollment> {
+        self.enrollments.iter().rev().find(|e| e.campaign == campaign && e.status == EnrollmentStatus::Active)
+    }
+
+    /// Latest enrollment in a campaign (any status).
+    pub fn latest_enrollment(&self, campaign: &str) -> Option<&Enrollment> {
+        self.enrollments.iter().rev().find(|e| e.campaign == campaign)
+    }
+}

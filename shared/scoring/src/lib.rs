@@ -1,0 +1,27 @@
+//! # ember-scoring — Ember's pure domain
+//!
+//! Everything Ember decides is here, as functions of (model, lead state, input, time): no I/O,
+//! no clock reads, no async. The application services (`ember-service`) load and store leads and
+//! carry out the effects these functions return (emails to send, messages to publish).
+//!
+//! - [`model`]: the model file, loaded and validated (every mistake reported at once).
+//! - [`cond`]: matchers and lead predicates.
+//! - [`event`]: incoming events and their validation.
+//! - [`lead`]: the lead state.
+//! - [`engine`]: scoring, stages, decay, campaigns, handoff, CRM feedback, merge.
+
+#![warn(missing_docs)]
+
+pub mod cond;
+pub mod engine;
+pub mod event;
+pub mod lead;
+pub mod model;
+
+pub use engine::{Change, CrmAction, Due, Engine, Outcome, SendIntent, SendOutcome};
+pub use event::{Event, RawEvent};
+pub use lead::Lead;
+pub use model::{Model, ModelError, ModelErrors, Span};
+
+/// A point in time (UTC). The domain never reads a clock: every function takes the time.
+pub type Time = chrono::DateTime<chrono::Utc>;

@@ -1,0 +1,1440 @@
+//! The model loader: YAML → validated [`Model`], every mistake reported at once with the file,
+//! the path inside it (`rules[3].cap.per`) and what is wrong.
+
+use super::*;
+use crate::cond::{Cond, Op, Scalar, Test};
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a model file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: {path}: {message}")]
+pub struct ModelError {
+    /// File name.
+    pub file: String,
+    /// Path inside the file (`rules[3].cap.per`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelErrors(pub Vec<ModelError>);
+
+impl fmt::Display for ModelErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ModelErrors {}
+
+const QUADRANTS: &[&str] = &["engage_now", "nurture", "sales_check", "deprioritize"];
+
+impl Model {
+    /// Reads and validates a model file; template bodies given as file paths are read relative
+    /// to the model's folder.
+    pub fn load(path: &Path) -> Result<Model, ModelErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ModelErrors(vec![ModelError { file: file.clone(), path: "(file)".into(), message: format!("cannot read: {e}") }])
+        })?;
+        Model::from_yaml_str(&text, &file, path.parent())
+    }
+
+    /// Validates YAML text; `file` names it in messages; `base_dir` resolves template paths.
+    pub fn from_yaml_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Model, ModelErrors> {
+        let root: Value = serde_yaml::from_str(text).map_err(|e| {
+            let at = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+            ModelErrors(vec![ModelError { file: file.into(), path: "(syntax)".into(), message: format!("{e}{at}") }])
+        })?;
+        let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), ..Ctx::default() };
+        let model = cx.model(&root);
+        if cx.errors.is_empty() {
+            let mut m = model.expect("a model is built whenever there are no errors");
+            m.warnings = cx.warnings;
+            Ok(m)
+        } else {
+            Err(ModelErrors(cx.errors))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ctx {
+    file: String,
+    base: Option<PathBuf>,
+    errors: Vec<ModelError>,
+    warnings: Vec<ModelError>,
+    scores: Vec<String>,
+    stages: Vec<String>,
+    lists: BTreeSet<String>,
+    templates: BTreeSet<String>,
+    campaigns: Vec<String>,
+    bands: Vec<String>,
+    trackers: Vec<Tracker>,
+}
+
+fn key_str(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => "?".into(),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl Ctx {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ModelError { file: self.file.clone(), path: path.to_string(), message: message.into() });
+    }
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(ModelError { file: self.file.clone(), path: path.to_string(), message: message.into() });
+    }
+
+    /// A map whose keys are all allowed; reports unknown keys.
+    fn map<'v>(&mut self, v: &'v Value, path: &str, allowed: &[&str]) -> Option<&'v Mapping> {
+        let Value::Mapping(m) = v else {
+            self.err(path, format!("expected a map, found {}", kind_of(v)));
+            return None;
+        };
+        for k in m.keys() {
+            let k = key_str(k);
+            if !allowed.contains(&k.as_str()) {
+                self.err(&join(path, &k), format!("unknown key `{k}` (expected one of: {})", allowed.join(", ")));
+            }
+        }
+        Some(m)
+    }
+
+    fn string(&mut self, v: &Value, path: &str) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => {
+                self.err(path, format!("expected a string, found {}", kind_of(other)));
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, v: &Value, path: &str) -> Option<i64> {
+        match v.as_i64() {
+            Some(n) => Some(n),
+            None => {
+                self.err(path, format!("expected a whole number, found {}", describe(v)));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.err(path, format!("expected true or false, found {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn span(&mut self, v: &Value, path: &str, positive: bool) -> Option<Span> {
+        let s = self.string(v, path)?;
+        match Span::parse(&s) {
+            Ok(sp) if positive && sp.secs() == 0 => {
+                self.err(path, "must be longer than 0s");
+                None
+            }
+            Ok(sp) => Some(sp),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    fn group(&mut self, name: &str, path: &str) -> Option<usize> {
+        match self.scores.iter().position(|g| g == name) {
+            Some(i) => Some(i),
+            None => {
+                let known = self.scores.join(", ");
+                self.err(path, format!("`{name}` is not a score group (known: {known})"));
+                None
+            }
+        }
+    }
+
+    fn stage_ref(&mut self, name: &str, path: &str) -> Option<usize> {
+        if name == VISITOR {
+            return Some(0);
+        }
+        match self.stages.iter().position(|s| s == name) {
+            Some(i) => Some(i + 1),
+            None => {
+                let known = self.stages.join(", ");
+                self.err(path, format!("`{name}` is not a stage (known: visitor, {known})"));
+                None
+            }
+        }
+    }
+
+    fn points(&mut self, v: &Value, path: &str) -> Points {
+        let mut out = Vec::new();
+        let Value::Mapping(m) = v else {
+            self.err(path, format!("expected a map of score group → points, found {}", kind_of(v)));
+            return out;
+        };
+        for (k, n) in m {
+            let g = key_str(k);
+            let p = join(path, &g);
+            let gi = self.group(&g, &p);
+            let n = self.int(n, &p);
+            if let (Some(gi), Some(n)) = (gi, n) {
+                out.push((gi, n));
+            }
+        }
+        out
+    }
+
+    fn event_type(&mut self, v: &Value, path: &str) -> Option<String> {
+        let t = self.string(v, path)?;
+        if !crate::event::valid_type(&t) {
+            self.err(path, format!("`{t}` is not a valid event type (lower-case letter first, then letters, digits, `_ . : -`, at most 64 characters)"));
+            return None;
+        }
+        Some(t)
+    }
+
+    // --- the model ------------------------------------------------------------------------
+
+    fn model(&mut self, root: &Value) -> Option<Model> {
+        let top = [
+            "name", "timezone", "scores", "lists", "rules", "decay", "temperature", "quadrants", "stages", "handoff", "email",
+            "templates", "campaigns",
+        ];
+        let m = self.map(root, "", &top)?;
+        let get = |k: &str| m.get(Value::String(k.into()));
+        // Names first, so every reference can be checked whatever the order in the file.
+        let name = match get("name") {
+            Some(v) => self.string(v, "name").unwrap_or_default(),
+            None => {
+                self.err("name", "is missing");
+                String::new()
+            }
+        };
+        let timezone = match get("timezone") {
+            None => chrono_tz::UTC,
+            Some(v) => {
+                let s = self.string(v, "timezone").unwrap_or_default();
+                match s.parse::<chrono_tz::Tz>() {
+                    Ok(tz) => tz,
+                    Err(_) => {
+                        self.err("timezone", format!("`{s}` is not an IANA time zone (e.g. Europe/Paris)"));
+                        chrono_tz::UTC
+                    }
+                }
+            }
+        };
+        let scores = self.scores(get("scores"));
+        self.scores = scores.iter().map(|g| g.name.clone()).collect();
+        let lists = self.lists(get("lists"));
+        self.lists = lists.keys().cloned().collect();
+        if let Some(Value::Sequence(st)) = get("stages") {
+            self.stages = st.iter().filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+        }
+        if let Some(Value::Mapping(t)) = get("templates") {
+            self.templates = t.keys().map(key_str).collect();
+        }
+        if let Some(Value::Sequence(cs)) = get("campaigns") {
+            self.campaigns = cs.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+        }
+        let temperature = get("temperature").and_then(|v| self.temperature(v));
+        let quadrants = get("quadrants").and_then(|v| self.quadrants(v));
+        let rules = self.rules(get("rules"));
+        let decay = self.decay(get("decay"), &scores);
+        let stages = self.stages_list(get("stages"));
+        let handoff = get("handoff").and_then(|v| self.handoff(v));
+        let email = get("email").and_then(|v| self.email(v));
+        let templates = self.templates_map(get("templates"));
+        let campaigns = self.campaigns_list(get("campaigns"));
+        if email.is_none() && campaigns.iter().any(|c| c.steps.iter().any(|s| matches!(s.kind, StepKind::Send(_)))) {
+            self.err("email", "is missing: campaigns send email, so `email.from` is needed");
+        }
+        for c in &campaigns {
+            let reached = campaigns.iter().any(|o| o.steps.iter().any(|s| matches!(&s.kind, StepKind::Goto(t) if self.campaigns.get(*t) == Some(&c.id))));
+            if c.enter.is_none() && !reached {
+                let i = self.campaigns.iter().position(|x| x == &c.id).unwrap_or(0);
+                self.warn(&format!("campaigns[{i}]"), format!("campaign `{}` has no `enter` and no `goto_campaign` leads to it: no lead will ever enter it", c.id));
+            }
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Model {
+            name,
+            timezone,
+            scores,
+            lists,
+            rules,
+            decay,
+            temperature,
+            quadrants,
+            stages,
+            handoff,
+            email,
+            templates,
+            campaigns,
+            trackers: std::mem::take(&mut self.trackers),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn scores(&mut self, v: Option<&Value>) -> Vec<ScoreGroup> {
+        let Some(v) = v else {
+            self.err("scores", "is missing: declare at least one score group, e.g. `engagement: { min: 0, max: 100 }`");
+            return Vec::new();
+        };
+        let Value::Mapping(m) = v else {
+            self.err("scores", format!("expected a map of score groups, found {}", kind_of(v)));
+            return Vec::new();
+        };
+        if m.is_empty() {
+            self.err("scores", "declare at least one score group");
+        }
+        let mut out = Vec::new();
+        for (k, g) in m {
+            let name = key_str(k);
+            let p = join("scores", &name);
+            let Some(gm) = self.map(g, &p, &["min", "max", "initial"]) else { continue };
+            let field = |cx: &mut Ctx, key: &str| match gm.get(Value::String(key.into())) {
+                Some(v) => cx.int(v, &join(&p, key)),
+                None => None,
+            };
+            let min = field(self, "min");
+            let max = field(self, "max");
+            let initial = field(self, "initial").unwrap_or(0);
+            if gm.get(Value::String("min".into())).is_none() {
+                self.err(&join(&p, "min"), "is missing");
+            }
+            if gm.get(Value::String("max".into())).is_none() {
+                self.err(&join(&p, "max"), "is missing");
+            }
+            if let (Some(min), Some(max)) = (min, max) {
+                if min >= max {
+                    self.err(&p, format!("`min` ({min}) must be below `max` ({max})"));
+                } else if initial < min || initial > max {
+                    self.err(&join(&p, "initial"), format!("{initial} is outside [{min}, {max}]"));
+                }
+                out.push(ScoreGroup { name, min, max, initial });
+            }
+        }
+        out
+    }
+
+    fn lists(&mut self, v: Option<&Value>) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let Some(v) = v else { return out };
+        let Value::Mapping(m) = v else {
+            self.err("lists", format!("expected a map of named lists, found {}", kind_of(v)));
+            return out;
+        };
+        for (k, l) in m {
+            let name = key_str(k);
+            let p = join("lists", &name);
+            let Value::Sequence(items) = l else {
+                self.err(&p, format!("expected a list, found {}", kind_of(l)));
+                continue;
+            };
+            let vals = items.iter().enumerate().filter_map(|(i, x)| self.string(x, &format!("{p}[{i}]")).map(|s| s.to_lowercase())).collect();
+            out.insert(name, vals);
+        }
+        out
+    }
+
+    fn temperature(&mut self, v: &Value) -> Option<Temperature> {
+        let m = self.map(v, "temperature", &["score", "bands"])?;
+        let score = match m.get(Value::String("score".into())) {
+            Some(s) => self.string(s, "temperature.score").and_then(|s| self.group(&s, "temperature.score")),
+            None => {
+                self.err("temperature.score", "is missing");
+                None
+            }
+        };
+        let Some(Value::Sequence(bs)) = m.get(Value::String("bands".into())) else {
+            self.err("temperature.bands", "is missing (a list of `{label, below}` ending with `{label}`)");
+            return None;
+        };
+        let mut bands = Vec::new();
+        let mut last_below: Option<i64> = None;
+        for (i, b) in bs.iter().enumerate() {
+            let p = format!("temperature.bands[{i}]");
+            let Some(bm) = self.map(b, &p, &["label", "below"]) else { continue };
+            let label = bm.get(Value::String("label".into())).and_then(|l| self.string(l, &join(&p, "label"))).unwrap_or_default();
+            let below = bm.get(Value::String("below".into())).and_then(|x| self.int(x, &join(&p, "below")));
+            let is_last = i + 1 == bs.len();
+            if is_last && below.is_some() {
+                self.err(&join(&p, "below"), "the last band takes every score above the others: remove `below`");
+            }
+            if !is_last && below.is_none() && bm.get(Value::String("below".into())).is_none() {
+                self.err(&join(&p, "below"), "is missing (only the last band has no `below`)");
+            }
+            if let (Some(prev), Some(b)) = (last_below, below) {
+                if b <= prev {
+                    self.err(&join(&p, "below"), format!("{b} must be above the previous band's {prev}"));
+                }
+            }
+            last_below = below.or(last_below);
+            self.bands.push(label.clone());
+            bands.push(Band { label, below: if is_last { None } else { below } });
+        }
+        Some(Temperature { score: score?, bands })
+    }
+
+    fn quadrants(&mut self, v: &Value) -> Option<Quadrants> {
+        let m = self.map(v, "quadrants", &["fit", "interest"])?;
+        let axis = |cx: &mut Ctx, k: &str| -> Option<(usize, i64)> {
+            let p = join("quadrants", k);
+            let Some(a) = m.get(Value::String(k.into())) else {
+                cx.err(&p, "is missing");
+                return None;
+            };
+            let am = cx.map(a, &p, &["score", "at_least"])?;
+            let s = am.get(Value::String("score".into())).and_then(|s| cx.string(s, &join(&p, "score")));
+            let g = s.and_then(|s| cx.group(&s, &join(&p, "score")));
+            let t = match am.get(Value::String("at_least".into())) {
+                Some(x) => cx.int(x, &join(&p, "at_least")),
+                None => {
+                    cx.err(&join(&p, "at_least"), "is missing");
+                    None
+                }
+            };
+            Some((g?, t?))
+        };
+        let fit = axis(self, "fit");
+        let interest = axis(self, "interest");
+        Some(Quadrants { fit: fit?, interest: interest? })
+    }
+
+    fn rules(&mut self, v: Option<&Value>) -> Vec<Rule> {
+        let mut out = Vec::new();
+        let Some(v) = v else { return out };
+        let Value::Sequence(items) = v else {
+            self.err("rules", format!("expected a list of rules, found {}", kind_of(v)));
+            return out;
+        };
+        let mut ids = BTreeSet::new();
+        for (i, r) in items.iter().enumerate() {
+            let p = format!("rules[{i}]");
+            let Some(m) = self.map(r, &p, &["id", "on", "where", "when", "points", "once", "cap", "count", "tags"]) else { continue };
+            let g = |k: &str| m.get(Value::String(k.into()));
+            let id = g("id").and_then(|x| self.string(x, &join(&p, "id"))).unwrap_or_else(|| p.clone());
+            if !ids.insert(id.clone()) {
+                self.err(&join(&p, "id"), format!("`{id}` is used by another rule"));
+            }
+            let points = g("points").map(|x| self.points(x, &join(&p, "points"))).unwrap_or_default();
+            let tags = g("tags").map(|x| self.string_list(x, &join(&p, "tags"))).unwrap_or_default();
+            if g("points").is_none() && g("tags").is_none() {
+                self.err(&p, "a rule needs `points` or `tags`");
+            }
+            let kind = match (g("on"), g("when")) {
+                (Some(_), Some(_)) => {
+                    self.err(&p, "has both `on` (behaviour) and `when` (profile): choose one");
+                    continue;
+                }
+                (None, None) => {
+                    self.err(&p, "needs `on: EVENT_TYPE` (behaviour rule) or `when: CONDITION` (profile rule)");
+                    continue;
+                }
+                (Some(on), None) => {
+                    let Some(on) = self.event_type(on, &join(&p, "on")) else { continue };
+                    let filter = g("where").map(|w| self.matcher(w, &join(&p, "where")));
+                    let once = g("once").and_then(|x| self.boolean(x, &join(&p, "once"))).unwrap_or(false);
+                    let cap = g("cap").and_then(|c| self.cap(c, &join(&p, "cap")));
+                    let count = g("count").and_then(|c| self.count(c, &join(&p, "count")));
+                    RuleKind::Behaviour(Behaviour { on, filter, once, cap, count })
+                }
+                (None, Some(when)) => {
+                    for k in ["where", "once", "cap", "count"] {
+                        if g(k).is_some() {
+                            self.err(&join(&p, k), format!("`{k}` belongs to behaviour rules (with `on`), not profile rules"));
+                        }
+                    }
+                    RuleKind::Profile { when: self.predicate(when, &join(&p, "when")) }
+                }
+            };
+            out.push(Rule { id, points, tags, kind });
+        }
+        out
+    }
+
+    fn string_list(&mut self, v: &Value, path: &str) -> Vec<String> {
+        match v {
+            Value::Sequence(items) => items.iter().enumerate().filter_map(|(i, x)| self.string(x, &format!("{path}[{i}]"))).collect(),
+            other => {
+                self.err(path, format!("expected a list, found {}", kind_of(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn cap(&mut self, v: &Value, path: &str) -> Option<Cap> {
+        let m = self.map(v, path, &["points", "per"])?;
+        let points = match m.get(Value::String("points".into())) {
+            Some(x) => self.int(x, &join(path, "points")),
+            None => {
+                self.err(&join(path, "points"), "is missing");
+                None
+            }
+        };
+        if points.is_some_and(|p| p <= 0) {
+            self.err(&join(path, "points"), "must be above 0");
+        }
+        let per = match m.get(Value::String("per".into())) {
+            Some(x) => self.span(x, &join(path, "per"), true),
+            None => {
+                self.err(&join(path, "per"), "is missing");
+                None
+            }
+        };
+        Some(Cap { points: points?, per: per? })
+    }
+
+    fn count(&mut self, v: &Value, path: &str) -> Option<Count> {
+        let m = self.map(v, path, &["at_least", "within"])?;
+        let at_least = match m.get(Value::String("at_least".into())) {
+            Some(x) => self.int(x, &join(path, "at_least")),
+            None => {
+                self.err(&join(path, "at_least"), "is missing");
+                None
+            }
+        };
+        if at_least.is_some_and(|n| n < 1) {
+            self.err(&join(path, "at_least"), "must be at least 1");
+        }
+        let within = match m.get(Value::String("within".into())) {
+            Some(x) => self.span(x, &join(path, "within"), true),
+            None => {
+                self.err(&join(path, "within"), "is missing");
+                None
+            }
+        };
+        Some(Count { at_least: at_least? as u32, within: within? })
+    }
+
+    fn decay(&mut self, v: Option<&Value>, scores: &[ScoreGroup]) -> Vec<Decay> {
+        let mut out = Vec::new();
+        let Some(v) = v else { return out };
+        let Value::Sequence(items) = v else {
+            self.err("decay", format!("expected a list, found {}", kind_of(v)));
+            return out;
+        };
+        for (i, d) in items.iter().enumerate() {
+            let p = format!("decay[{i}]");
+            let Some(m) = self.map(d, &p, &["score", "after", "points", "percent", "repeat", "floor"]) else { continue };
+            let g = |k: &str| m.get(Value::String(k.into()));
+            let score = match g("score") {
+                Some(s) => self.string(s, &join(&p, "score")).and_then(|s| self.group(&s, &join(&p, "score"))),
+                None => {
+                    self.err(&join(&p, "score"), "is missing");
+                    None
+                }
+            };
+            let after = match g("after") {
+                Some(a) => self.span(a, &join(&p, "after"), true),
+                None => {
+                    self.err(&join(&p, "after"), "is missing");
+                    None
+                }
+            };
+            let amount = match (g("points"), g("percent")) {
+                (Some(_), Some(_)) => {
+                    self.err(&p, "give `points` or `percent`, not both");
+                    None
+                }
+                (None, None) => {
+                    self.err(&p, "needs `points` (e.g. -10) or `percent` (e.g. 50)");
+                    None
+                }
+                (Some(x), None) => self.int(x, &join(&p, "points")).map(|n| DecayAmount::Points(n.abs())),
+                (None, Some(x)) => match x.as_f64() {
+                    Some(pc) if pc > 0.0 && pc <= 100.0 => Some(DecayAmount::Percent(pc)),
+                    _ => {
+                        self.err(&join(&p, "percent"), format!("expected a number above 0 and at most 100, found {}", describe(x)));
+                        None
+                    }
+                },
+            };
+            let repeat = g("repeat").and_then(|x| self.boolean(x, &join(&p, "repeat"))).unwrap_or(false);
+            let floor = g("floor").and_then(|x| self.int(x, &join(&p, "floor")));
+            if let (Some(score), Some(after), Some(amount)) = (score, after, amount) {
+                let min = scores.get(score).map(|s| s.min).unwrap_or(0);
+                out.push(Decay { score, after, amount, repeat, floor: floor.unwrap_or(min).max(min) });
+            }
+        }
+        out
+    }
+
+    fn stages_list(&mut self, v: Option<&Value>) -> Vec<Stage> {
+        let mut out = Vec::new();
+        let Some(v) = v else { return out };
+        let Value::Sequence(items) = v else {
+            self.err("stages", format!("expected a list, found {}", kind_of(v)));
+            return out;
+        };
+        let mut seen = BTreeSet::new();
+        for (i, s) in items.iter().enumerate() {
+            let p = format!("stages[{i}]");
+            let Some(m) = self.map(s, &p, &["id", "when", "manual"]) else { continue };
+            let Some(id) = m.get(Value::String("id".into())).and_then(|x| self.string(x, &join(&p, "id"))) else {
+                self.err(&join(&p, "id"), "is missing");
+                continue;
+            };
+            if id == VISITOR {
+                self.err(&join(&p, "id"), "`visitor` is built in (anonymous profiles); use another id");
+            }
+            if !seen.insert(id.clone()) {
+                self.err(&join(&p, "id"), format!("`{id}` is used by another stage"));
+            }
+            let manual = m.get(Value::String("manual".into())).and_then(|x| self.boolean(x, &join(&p, "manual"))).unwrap_or(false);
+            let when = m.get(Value::String("when".into()));
+            let when = match (when, manual) {
+                (Some(_), true) => {
+                    self.err(&p, "a stage has `when` or `manual: true`, not both");
+                    None
+                }
+                (None, false) => {
+                    self.err(&p, "needs `when: CONDITION` or `manual: true`");
+                    None
+                }
+                (Some(w), false) => Some(self.predicate(w, &join(&p, "when"))),
+                (None, true) => None,
+            };
+            out.push(Stage { id, when });
+        }
+        out
+    }
+
+    fn env(&mut self, raw: &str, path: &str) -> Option<String> {
+        let t = raw.trim();
+        if let Some(var) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(v),
+                _ => {
+                    self.warn(path, format!("environment variable `{var}` is not set: deliveries to this webhook are recorded, not sent"));
+                    None
+                }
+            }
+        } else {
+            Some(t.to_string())
+        }
+    }
+
+    fn handoff(&mut self, v: &Value) -> Option<Handoff> {
+        let m = self.map(v, "handoff", &["stages", "sla", "recycle_to", "recycle_reset", "webhooks"])?;
+        let g = |k: &str| m.get(Value::String(k.into()));
+        let mut stages = Vec::new();
+        if let Some(s) = g("stages") {
+            for (i, name) in self.string_list(s, "handoff.stages").iter().enumerate() {
+                if let Some(j) = self.stage_ref(name, &format!("handoff.stages[{i}]")) {
+                    stages.push(j);
+                }
+            }
+        } else {
+            self.err("handoff.stages", "is missing (the stages that hand a lead to sales, e.g. [mql, sql])");
+        }
+        let sla = g("sla").and_then(|x| self.span(x, "handoff.sla", true));
+        let recycle_to = g("recycle_to").and_then(|x| self.string(x, "handoff.recycle_to")).and_then(|s| self.stage_ref(&s, "handoff.recycle_to"));
+        let mut recycle_reset = Vec::new();
+        if let Some(r) = g("recycle_reset") {
+            for (i, name) in self.string_list(r, "handoff.recycle_reset").iter().enumerate() {
+                if let Some(gi) = self.group(name, &format!("handoff.recycle_reset[{i}]")) {
+                    recycle_reset.push(gi);
+                }
+            }
+        }
+        let mut webhooks = Vec::new();
+        if let Some(w) = g("webhooks") {
+            let Value::Sequence(items) = w else {
+                self.err("handoff.webhooks", "expected a list of `{name, url, secret}`");
+                return None;
+            };
+            for (i, h) in items.iter().enumerate() {
+                let p = format!("handoff.webhooks[{i}]");
+                let Some(hm) = self.map(h, &p, &["name", "url", "secret"]) else { continue };
+                let name = hm.get(Value::String("name".into())).and_then(|x| self.string(x, &join(&p, "name"))).unwrap_or_else(|| format!("webhook{i}"));
+                let url_source = match hm.get(Value::String("url".into())) {
+                    Some(x) => self.string(x, &join(&p, "url")).unwrap_or_default(),
+                    None => {
+                        self.err(&join(&p, "url"), "is missing");
+                        String::new()
+                    }
+                };
+                let url = self.env(&url_source, &join(&p, "url"));
+                if let Some(u) = &url {
+                    if !(u.starts_with("https://") || u.starts_with("http://")) {
+                        self.err(&join(&p, "url"), "must be an http:// or https:// URL");
+                    }
+                }
+                let secret = match hm.get(Value::String("secret".into())) {
+                    Some(x) => self.string(x, &join(&p, "secret")).and_then(|s| self.env(&s, &join(&p, "secret"))),
+                    None => None,
+                };
+                if let Some(s) = &secret {
+                    if !valid_whsec(s) {
+                        self.err(&join(&p, "secret"), "must be a Standard Webhooks secret: `whsec_` followed by base64 (the value is not shown)");
+                    }
+                }
+                webhooks.push(Webhook { name, url, secret, url_source });
+            }
+        }
+        Some(Handoff { stages, sla, recycle_to, recycle_reset, webhooks })
+    }
+
+    fn email(&mut self, v: &Value) -> Option<EmailSettings> {
+        let m = self.map(v, "email", &["from", "reply_to", "configuration_set", "frequency_cap", "quiet_hours"])?;
+        let g = |k: &str| m.get(Value::String(k.into()));
+        let from = match g("from") {
+            Some(x) => self.string(x, "email.from").unwrap_or_default(),
+            None => {
+                self.err("email.from", "is missing");
+                String::new()
+            }
+        };
+        if !from.is_empty() && !from.contains('@') {
+            self.err("email.from", format!("`{from}` has no email address"));
+        }
+        let reply_to = g("reply_to").and_then(|x| self.string(x, "email.reply_to"));
+        let configuration_set = g("configuration_set").and_then(|x| self.string(x, "email.configuration_set"));
+        let frequency_cap = g("frequency_cap").and_then(|f| {
+            let fm = self.map(f, "email.frequency_cap", &["max", "per"])?;
+            let max = fm.get(Value::String("max".into())).and_then(|x| self.int(x, "email.frequency_cap.max"));
+            if max.is_some_and(|n| n < 1) {
+                self.err("email.frequency_cap.max", "must be at least 1");
+            }
+            let per = fm.get(Value::String("per".into())).and_then(|x| self.span(x, "email.frequency_cap.per", true));
+            if fm.get(Value::String("max".into())).is_none() {
+                self.err("email.frequency_cap.max", "is missing");
+            }
+            if fm.get(Value::String("per".into())).is_none() {
+                self.err("email.frequency_cap.per", "is missing");
+            }
+            Some((max? as u32, per?))
+        });
+        let quiet_hours = g("quiet_hours").and_then(|q| {
+            let qm = self.map(q, "email.quiet_hours", &["start", "end"])?;
+            let t = |cx: &mut Ctx, k: &str| {
+                let p = join("email.quiet_hours", k);
+                let Some(x) = qm.get(Value::String(k.into())) else {
+                    cx.err(&p, "is missing (HH:MM)");
+                    return None;
+                };
+                let s = match x {
+                    Value::Number(n) => {
+                        // YAML 1.1 readers turn 21:00 into a sexagesimal number; accept it.
+                        let mins = n.as_i64().unwrap_or(-1);
+                        format!("{:02}:{:02}", mins / 60, mins % 60)
+                    }
+                    other => cx.string(other, &p)?,
+                };
+                match chrono::NaiveTime::parse_from_str(&s, "%H:%M") {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        cx.err(&p, format!("`{s}` is not a time of day (HH:MM)"));
+                        None
+                    }
+                }
+            };
+            let s = t(self, "start");
+            let e = t(self, "end");
+            Some((s?, e?))
+        });
+        Some(EmailSettings { from, reply_to, configuration_set, frequency_cap, quiet_hours })
+    }
+
+    fn body(&mut self, raw: String, path: &str) -> String {
+        let looks_like_file = !raw.contains('<')
+            && !raw.contains("{{")
+            && !raw.contains('\n')
+            && [".html", ".hbs", ".txt", ".md", ".htm"].iter().any(|x| raw.trim().ends_with(x));
+        if !looks_like_file {
+            return raw;
+        }
+        let file = match &self.base {
+            Some(b) => b.join(raw.trim()),
+            None => PathBuf::from(raw.trim()),
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(path, format!("template file {} cannot be read: {e}", file.display()));
+                String::new()
+            }
+        }
+    }
+
+    fn templates_map(&mut self, v: Option<&Value>) -> BTreeMap<String, Template> {
+        let mut out = BTreeMap::new();
+        let Some(v) = v else { return out };
+        let Value::Mapping(m) = v else {
+            self.err("templates", format!("expected a map of templates, found {}", kind_of(v)));
+            return out;
+        };
+        for (k, t) in m {
+            let id = key_str(k);
+            let p = join("templates", &id);
+            let Some(tm) = self.map(t, &p, &["subject", "html", "text"]) else { continue };
+            let subject = match tm.get(Value::String("subject".into())) {
+                Some(x) => self.string(x, &join(&p, "subject")).unwrap_or_default(),
+                None => {
+                    self.err(&join(&p, "subject"), "is missing");
+                    String::new()
+                }
+            };
+            let html = match tm.get(Value::String("html".into())) {
+                Some(x) => {
+                    let raw = self.string(x, &join(&p, "html")).unwrap_or_default();
+                    self.body(raw, &join(&p, "html"))
+                }
+                None => {
+                    self.err(&join(&p, "html"), "is missing");
+                    String::new()
+                }
+            };
+            let text = tm.get(Value::String("text".into())).and_then(|x| self.string(x, &join(&p, "text"))).map(|raw| self.body(raw, &join(&p, "text")));
+            out.insert(id, Template { subject, html, text });
+        }
+        out
+    }
+
+    /// `{on?, where?, when?}`, or a bare lead predicate (`exit_when: { engagement: { lt: 0 } }`).
+    fn trigger(&mut self, v: &Value, path: &str) -> Option<Trigger> {
+        if let Value::Mapping(m) = v {
+            if !["on", "where", "when"].iter().any(|k| m.contains_key(Value::String((*k).into()))) {
+                return Some(Trigger { on: None, filter: None, when: Some(self.predicate(v, path)) });
+            }
+        }
+        let m = self.map(v, path, &["on", "where", "when"])?;
+        let on = m.get(Value::String("on".into())).and_then(|x| self.event_type(x, &join(path, "on")));
+        let filter = m.get(Value::String("where".into())).map(|w| self.matcher(w, &join(path, "where")));
+        let when = m.get(Value::String("when".into())).map(|w| self.predicate(w, &join(path, "when")));
+        if m.get(Value::String("on".into())).is_none() && when.is_none() {
+            self.err(path, "needs `on: EVENT_TYPE`, `when: CONDITION`, or both");
+        }
+        if filter.is_some() && m.get(Value::String("on".into())).is_none() {
+            self.err(&join(path, "where"), "`where` filters the event of `on`: add `on`");
+        }
+        Some(Trigger { on, filter, when })
+    }
+
+    fn campaigns_list(&mut self, v: Option<&Value>) -> Vec<Campaign> {
+        let mut out = Vec::new();
+        let Some(v) = v else { return out };
+        let Value::Sequence(items) = v else {
+            self.err("campaigns", format!("expected a list, found {}", kind_of(v)));
+            return out;
+        };
+        let mut ids = BTreeSet::new();
+        for (i, c) in items.iter().enumerate() {
+            let p = format!("campaigns[{i}]");
+            let Some(m) = self.map(c, &p, &["id", "enter", "reenter", "exit_when", "goal", "exit_points", "steps"]) else { continue };
+            let g = |k: &str| m.get(Value::String(k.into()));
+            let Some(id) = g("id").and_then(|x| self.string(x, &join(&p, "id"))) else {
+                self.err(&join(&p, "id"), "is missing");
+                continue;
+            };
+            if !ids.insert(id.clone()) {
+                self.err(&join(&p, "id"), format!("`{id}` is used by another campaign"));
+            }
+            let enter = g("enter").and_then(|x| self.trigger(x, &join(&p, "enter")));
+            let reenter = g("reenter").and_then(|x| self.boolean(x, &join(&p, "reenter"))).unwrap_or(false);
+            let exit_when = g("exit_when").and_then(|x| self.trigger(x, &join(&p, "exit_when")));
+            let goal = g("goal").and_then(|x| self.trigger(x, &join(&p, "goal")));
+            let exit_points = g("exit_points").map(|x| self.points(x, &join(&p, "exit_points"))).unwrap_or_default();
+            let steps = match g("steps") {
+                Some(s) => self.steps(s, &join(&p, "steps")),
+                None => {
+                    self.err(&join(&p, "steps"), "is missing");
+                    Vec::new()
+                }
+            };
+            out.push(Campaign { id, enter, reenter, exit_when, goal, exit_points, steps });
+        }
+        out
+    }
+
+    fn steps(&mut self, v: &Value, path: &str) -> Vec<Step> {
+        let Value::Sequence(items) = v else {
+            self.err(path, format!("expected a list of steps, found {}", kind_of(v)));
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.err(path, "a campaign needs at least one step");
+        }
+        // Step ids first, so jumps can point forward.
+        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, s) in items.iter().enumerate() {
+            if let Some(id) = s.get("id").and_then(Value::as_str) {
+                if ids.insert(id.to_string(), i).is_some() {
+                    self.err(&format!("{path}[{i}].id"), format!("`{id}` is used by another step of this campaign"));
+                }
+            }
+        }
+        let kinds = ["send", "wait", "wait_for", "if", "points", "goto_campaign", "exit"];
+        let mut out = Vec::new();
+        for (i, s) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let allowed = ["id", "send", "wait", "wait_for", "timeout", "if", "then", "else", "points", "goto_campaign", "exit"];
+            let Some(m) = self.map(s, &p, &allowed) else { continue };
+            let g = |k: &str| m.get(Value::String(k.into()));
+            let present: Vec<&str> = kinds.iter().copied().filter(|k| g(k).is_some()).collect();
+            if present.len() != 1 {
+                if present.is_empty() {
+                    self.err(&p, format!("a step needs one of: {}", kinds.join(", ")));
+                } else {
+                    self.err(&p, format!("one kind per step; this one has {}", present.join(" and ")));
+                }
+                continue;
+            }
+            let id = g("id").and_then(|x| self.string(x, &join(&p, "id")));
+            let jump = |cx: &mut Ctx, key: &str, default: Jump| -> Jump {
+                let Some(x) = g(key) else { return default };
+                let Some(t) = cx.string(x, &join(&p, key)) else { return default };
+                match t.as_str() {
+                    "next" => Jump::Next,
+                    "exit" => Jump::Exit,
+                    other => match ids.get(other) {
+                        Some(j) => Jump::To(*j),
+                        None => {
+                            let known: Vec<&str> = ids.keys().map(String::as_str).collect();
+                            cx.err(&join(&p, key), format!("`{key}` jumps to unknown step id `{other}` (use next, exit or a step id: {})", if known.is_empty() { "none defined".to_string() } else { known.join(", ") }));
+                            default
+                        }
+                    },
+                }
+            };
+            for k in ["timeout"] {
+                if g(k).is_some() && present[0] != "wait_for" {
+                    self.err(&join(&p, k), "`timeout` goes with `wait_for`");
+                }
+            }
+            for k in ["then", "else"] {
+                if g(k).is_some() && present[0] != "if" {
+                    self.err(&join(&p, k), format!("`{k}` goes with `if`"));
+                }
+            }
+            let kind = match present[0] {
+                "send" => {
+                    let Some(t) = g("send").and_then(|x| self.string(x, &join(&p, "send"))) else { continue };
+                    if !self.templates.contains(&t) {
+                        let known: Vec<&str> = self.templates.iter().map(String::as_str).collect();
+                        self.err(&join(&p, "send"), format!("unknown template `{t}` (known: {})", known.join(", ")));
+                    }
+                    StepKind::Send(t)
+                }
+                "wait" => match g("wait").and_then(|x| self.span(x, &join(&p, "wait"), true)) {
+                    Some(d) => StepKind::Wait(d),
+                    None => continue,
+                },
+                "wait_for" => {
+                    let wp = join(&p, "wait_for");
+                    let Some(wm) = g("wait_for").and_then(|x| self.map(x, &wp, &["on", "where", "within"])) else { continue };
+                    let on = match wm.get(Value::String("on".into())) {
+                        Some(x) => self.event_type(x, &join(&wp, "on")),
+                        None => {
+                            self.err(&join(&wp, "on"), "is missing");
+                            None
+                        }
+                    };
+                    let filter = wm.get(Value::String("where".into())).map(|w| self.matcher(w, &join(&wp, "where")));
+                    let within = match wm.get(Value::String("within".into())) {
+                        Some(x) => self.span(x, &join(&wp, "within"), true),
+                        None => {
+                            self.err(&join(&wp, "within"), "is missing");
+                            None
+                        }
+                    };
+                    let timeout = jump(self, "timeout", Jump::Exit);
+                    match (on, within) {
+                        (Some(on), Some(within)) => StepKind::WaitFor { on, filter, within, timeout },
+                        _ => continue,
+                    }
+                }
+                "if" => {
+                    let cond = g("if").map(|x| self.predicate(x, &join(&p, "if"))).unwrap_or(Cond::All(vec![]));
+                    let then = jump(self, "then", Jump::Next);
+                    let otherwise = jump(self, "else", Jump::Next);
+                    StepKind::If { cond, then, otherwise }
+                }
+                "points" => StepKind::Points(g("points").map(|x| self.points(x, &join(&p, "points"))).unwrap_or_default()),
+                "goto_campaign" => {
+                    let Some(t) = g("goto_campaign").and_then(|x| self.string(x, &join(&p, "goto_campaign"))) else { continue };
+                    match self.campaigns.iter().position(|c| c == &t) {
+                        Some(ci) => StepKind::Goto(ci),
+                        None => {
+                            self.err(&join(&p, "goto_campaign"), format!("unknown campaign `{t}` (known: {})", self.campaigns.join(", ")));
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    match g("exit") {
+                        Some(Value::Bool(true)) => {}
+                        Some(other) => self.err(&join(&p, "exit"), format!("write `exit: true`, found {}", describe(other))),
+                        None => {}
+                    }
+                    StepKind::Exit
+                }
+            };
+            out.push(Step { id, kind });
+        }
+        out
+    }
+
+    // --- conditions -----------------------------------------------------------------------
+
+    /// An event matcher (`where:`).
+    fn matcher(&mut self, v: &Value, path: &str) -> Cond {
+        self.cond(v, path, false)
+    }
+
+    /// A lead predicate.
+    fn predicate(&mut self, v: &Value, path: &str) -> Cond {
+        self.cond(v, path, true)
+    }
+
+    fn cond(&mut self, v: &Value, path: &str, lead: bool) -> Cond {
+        let Value::Mapping(m) = v else {
+            self.err(path, format!("expected a map of conditions, found {}", kind_of(v)));
+            return Cond::All(vec![]);
+        };
+        let mut parts = Vec::new();
+        for (k, val) in m {
+            let key = key_str(k);
+            let p = join(path, &key);
+            let c = match key.as_str() {
+                "any" => {
+                    let Value::Sequence(items) = val else {
+                        self.err(&p, "`any` takes a list of conditions");
+                        continue;
+                    };
+                    Cond::Any(items.iter().enumerate().map(|(i, x)| self.cond(x, &format!("{p}[{i}]"), lead)).collect())
+                }
+                "not" => Cond::Not(Box::new(self.cond(val, &p, lead))),
+                "identified" if lead => Cond::Identified(self.boolean(val, &p).unwrap_or(true)),
+                "subscribed" if lead => Cond::Subscribed(self.boolean(val, &p).unwrap_or(true)),
+                "stage" if lead => {
+                    let t = self.test(val, &p);
+                    self.check_names(&t, &p, "stage");
+                    Cond::Stage(t)
+                }
+                "stage_at_least" if lead => match self.string(val, &p).and_then(|s| self.stage_ref(&s, &p)) {
+                    Some(i) => Cond::StageAtLeast(i),
+                    None => continue,
+                },
+                "tagged" if lead => Cond::Tagged(self.test(val, &p)),
+                "email_domain" if lead => Cond::EmailDomain(self.test(val, &p)),
+                "quadrant" if lead => {
+                    let t = self.test(val, &p);
+                    self.check_names(&t, &p, "quadrant");
+                    Cond::Quadrant(t)
+                }
+                "temperature" if lead => {
+                    let t = self.test(val, &p);
+                    self.check_names(&t, &p, "temperature");
+                    Cond::Temperature(t)
+                }
+                "did" if lead => match self.did(val, &p) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                g if lead && self.scores.iter().any(|s| s == g) => {
+                    let group = self.scores.iter().position(|s| s == g).unwrap_or(0);
+                    let t = self.test(val, &p);
+                    if !numeric(&t) {
+                        self.err(&p, format!("a score is compared with numbers (e.g. `{{ gte: 50 }}`), found {}", describe(val)));
+                    }
+                    Cond::Score { group, test: t }
+                }
+                _ => Cond::Field { key, test: self.test(val, &p) },
+            };
+            parts.push(c);
+        }
+        if parts.len() == 1 { parts.pop().unwrap_or(Cond::All(vec![])) } else { Cond::All(parts) }
+    }
+
+    fn did(&mut self, v: &Value, path: &str) -> Option<Cond> {
+        let m = self.map(v, path, &["on", "where", "at_least", "within"])?;
+        let on = match m.get(Value::String("on".into())) {
+            Some(x) => self.event_type(x, &join(path, "on")),
+            None => {
+                self.err(&join(path, "on"), "is missing");
+                None
+            }
+        };
+        let filter_src = m.get(Value::String("where".into()));
+        let filter = filter_src.map(|w| self.matcher(w, &join(path, "where")));
+        let at_least = match m.get(Value::String("at_least".into())) {
+            Some(x) => self.int(x, &join(path, "at_least")).unwrap_or(1),
+            None => 1,
+        };
+        if at_least < 1 {
+            self.err(&join(path, "at_least"), "must be at least 1");
+        }
+        let within = m.get(Value::String("within".into())).and_then(|x| self.span(x, &join(path, "within"), true));
+        let on = on?;
+        let key = format!("{on}|{}", filter_src.map(canonical).unwrap_or_default());
+        let at_least = at_least.max(1) as u32;
+        let idx = match self.trackers.iter().position(|t| t.key == key) {
+            Some(i) => {
+                let t = &mut self.trackers[i];
+                t.keep_count = t.keep_count.max(at_least);
+                t.keep_for = match (t.keep_for, within) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+                i
+            }
+            None => {
+                self.trackers.push(Tracker { key, on, filter, keep_for: within, keep_count: at_least });
+                self.trackers.len() - 1
+            }
+        };
+        Some(Cond::Did { tracker: idx, at_least, within })
+    }
+
+    fn scalar(&mut self, v: &Value, path: &str) -> Option<Scalar> {
+        match v {
+            Value::String(s) => Some(Scalar::Str(s.to_lowercase())),
+            Value::Number(n) => n.as_f64().map(Scalar::Num),
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            Value::Null => Some(Scalar::Null),
+            other => {
+                self.err(path, format!("expected a single value, found {}", kind_of(other)));
+                None
+            }
+        }
+    }
+
+    fn scalar_test(&mut self, v: &Value, path: &str) -> Option<Test> {
+        match v {
+            Value::String(s) if s.contains('*') => Some(Test::Glob(s.to_lowercase())),
+            other => self.scalar(other, path).map(Test::Eq),
+        }
+    }
+
+    fn scalars(&mut self, v: &Value, path: &str) -> Vec<Scalar> {
+        match v {
+            Value::Sequence(items) => items.iter().enumerate().filter_map(|(i, x)| self.scalar(x, &format!("{path}[{i}]"))).collect(),
+            other => self.scalar(other, path).into_iter().collect(),
+        }
+    }
+
+    fn number(&mut self, v: &Value, path: &str) -> Option<f64> {
+        match v.as_f64() {
+            Some(n) => Some(n),
+            None => {
+                self.err(path, format!("expected a number, found {}", describe(v)));
+                None
+            }
+        }
+    }
+
+    fn test(&mut self, v: &Value, path: &str) -> Test {
+        match v {
+            Value::Sequence(items) => Test::AnyOf(items.iter().enumerate().filter_map(|(i, x)| self.scalar_test(x, &format!("{path}[{i}]"))).collect()),
+            Value::Mapping(m) => {
+                let ops = ["eq", "ne", "in", "not_in", "in_list", "contains", "contains_any", "starts_with", "gt", "gte", "lt", "lte", "exists"];
+                let mut out = Vec::new();
+                for (k, x) in m {
+                    let op = key_str(k);
+                    let p = join(path, &op);
+                    let parsed = match op.as_str() {
+                        "eq" => self.scalar(x, &p).map(Op::Eq),
+                        "ne" => self.scalar(x, &p).map(Op::Ne),
+                        "in" => Some(Op::In(self.scalars(x, &p))),
+                        "not_in" => Some(Op::NotIn(self.scalars(x, &p))),
+                        "in_list" => self.string(x, &p).and_then(|name| {
+                            if self.lists.contains(&name) {
+                                Some(Op::InList(name))
+                            } else {
+                                let known: Vec<&str> = self.lists.iter().map(String::as_str).collect();
+                                self.err(&p, format!("unknown list `{name}` (known: {})", if known.is_empty() { "none; declare it under `lists`".to_string() } else { known.join(", ") }));
+                                None
+                            }
+                        }),
+                        "contains" => self.scalar(x, &p).map(Op::Contains),
+                        "contains_any" => Some(Op::ContainsAny(self.scalars(x, &p))),
+                        "starts_with" => self.string(x, &p).map(|s| Op::StartsWith(s.to_lowercase())),
+                        "gt" => self.number(x, &p).map(Op::Gt),
+                        "gte" => self.number(x, &p).map(Op::Gte),
+                        "lt" => self.number(x, &p).map(Op::Lt),
+                        "lte" => self.number(x, &p).map(Op::Lte),
+                        "exists" => self.boolean(x, &p).map(Op::Exists),
+                        other => {
+                            self.err(&p, format!("unknown operator `{other}` (expected one of: {})", ops.join(", ")));
+                            None
+                        }
+                    };
+                    out.extend(parsed);
+                }
+                Test::Ops(out)
+            }
+            other => self.scalar_test(other, path).unwrap_or(Test::Ops(vec![])),
+        }
+    }
+
+    /// Checks that stage / quadrant / temperature names in a test exist.
+    fn check_names(&mut self, t: &Test, path: &str, what: &str) {
+        let mut names = Vec::new();
+        collect_strings(t, &mut names);
+        for n in names {
+            let ok = match what {
+                "stage" => n == VISITOR || self.stages.iter().any(|s| s.to_lowercase() == n),
+                "quadrant" => QUADRANTS.contains(&n.as_str()),
+                _ => self.bands.iter().any(|b| b.to_lowercase() == n),
+            };
+            if !ok {
+                let known = match what {
+                    "stage" => format!("visitor, {}", self.stages.join(", ")),
+                    "quadrant" => QUADRANTS.join(", "),
+                    _ => self.bands.join(", "),
+                };
+                self.err(path, format!("`{n}` is not a {what} (known: {known})"));
+            }
+        }
+    }
+}
+
+fn collect_strings(t: &Test, out: &mut Vec<String>) {
+    let mut push = |s: &Scalar| {
+        if let Scalar::Str(x) = s {
+            out.push(x.clone());
+        }
+    };
+    match t {
+        Test::Eq(s) => push(s),
+        Test::Glob(_) => {}
+        Test::AnyOf(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Test::Ops(ops) => {
+            for op in ops {
+                match op {
+                    Op::Eq(s) | Op::Ne(s) => push(s),
+                    Op::In(v) | Op::NotIn(v) => v.iter().for_each(&mut push),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn numeric(t: &Test) -> bool {
+    match t {
+        Test::Eq(Scalar::Num(_)) => true,
+        Test::AnyOf(items) => items.iter().all(numeric),
+        Test::Ops(ops) => ops.iter().all(|o| match o {
+            Op::Gt(_) | Op::Gte(_) | Op::Lt(_) | Op::Lte(_) | Op::Exists(_) => true,
+            Op::Eq(s) | Op::Ne(s) => matches!(s, Scalar::Num(_)),
+            Op::In(v) | Op::NotIn(v) => v.iter().all(|s| matches!(s, Scalar::Num(_))),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("`{s}`"),
+        Value::Number(n) => format!("`{n}`"),
+        Value::Bool(b) => format!("`{b}`"),
+        other => kind_of(other).to_string(),
+    }
+}
+
+/// A canonical text of a YAML value (sorted keys), for tracker keys.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Mapping(m) => {
+            let mut items: Vec<(String, String)> = m.iter().map(|(k, x)| (key_str(k), canonical(x))).collect();
+            items.sort();
+            format!("{{{}}}", items.into_iter().map(|(k, x)| format!("{k}:{x}")).collect::<Vec<_>>().join(","))
+        }
+        Value::Sequence(s) => format!("[{}]", s.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::String(s) => format!("{s:?}").to_lowercase(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".into(),
+        Value::Tagged(t) => canonical(&t.value),
+    }
+}
+
+fn valid_whsec(s: &str) -> bool {
+    let Some(b64) = s.strip_prefix("whsec_") else { return false };
+    !b64.is_empty()
+        && b64.len() % 4 == 0
+        && b64.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Model {
+        let p = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        Model::load(Path::new(&p)).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+    }
+
+    #[test]
+    fn examples_load() {
+        let b = example("b2b-saas.yaml");
+        assert_eq!(b.rules.len(), 22);
+        let fv = b.rules.iter().find(|r| r.id == "frequent-visitor").unwrap();
+        match &fv.kind {
+            RuleKind::Behaviour(beh) => assert_eq!(beh.count.unwrap().at_least, 15),
+            _ => panic!("behaviour rule expected"),
+        }
+        assert_eq!(b.stage_index("hmql"), Some(3));
+        assert_eq!(b.trackers.len(), 1, "one `did` tracker (purchase)");
+        let k = example("kitchen-shop.yaml");
+        assert_eq!(k.trackers.len(), 1, "`did purchase` twice shares one tracker");
+        assert_eq!(k.trackers[0].keep_count, 2);
+        let t = example("saas-trial.yaml");
+        let onboarding = &t.campaigns[0];
+        let advanced = onboarding.steps.iter().position(|s| s.id.as_deref() == Some("advanced")).unwrap();
+        match &onboarding.steps[2].kind {
+            StepKind::If { then, otherwise, .. } => {
+                assert_eq!(then, &Jump::To(advanced));
+                assert_eq!(otherwise, &Jump::Next);
+            }
+            _ => panic!("if step expected"),
+        }
+        assert!(matches!(onboarding.steps.last().unwrap().kind, StepKind::Goto(1)));
+        assert_eq!(t.email.as_ref().unwrap().quiet_hours.unwrap().0, chrono::NaiveTime::from_hms_opt(21, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn five_mistakes_five_errors() {
+        let yaml = r#"
+name: broken
+colour: blue
+scores:
+  engagement: { min: 0, max: 100 }
+rules:
+  - id: a
+    on: page_view
+    points: { engagemnt: 5 }
+  - id: b
+    on: email_open
+    points: { engagement: 2 }
+    cap: { points: 10, per: 3mo }
+email: { from: "a@b.example" }
+templates:
+  hello: { subject: Hi, html: "<p>hi</p>" }
+campaigns:
+  - id: c
+    enter: { on: page_view }
+    steps:
+      - send: helo
+      - if: { engagement: { gte: 5 } }
+        then: advancd
+"#;
+        let errs = Model::from_yaml_str(yaml, "broken.yaml", None).unwrap_err().0;
+        let got: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.message.as_str())).collect();
+        assert_eq!(errs.len(), 5, "{got:#?}");
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for want in ["colour", "rules[0].points.engagemnt", "rules[1].cap.per", "campaigns[0].steps[0].send", "campaigns[0].steps[1].then"] {
+            assert!(paths.contains(&want), "missing {want} in {got:#?}");
+        }
+        assert!(errs.iter().all(|e| e.file == "broken.yaml"));
+        assert!(errs.iter().any(|e| e.message.contains("`engagemnt` is not a score group (known: engagement)")));
+        assert!(errs.iter().any(|e| e.message.contains("unknown template `helo`")));
+        assert!(errs.iter().any(|e| e.message.contains("advancd")));
+    }
+
+    #[test]
+    fn predicates_and_operators() {
+        let yaml = r#"
+name: p
+scores: { engagement: { min: 0, max: 100 } }
+lists: { l: [A.example] }
+temperature: { score: engagement, bands: [{ label: cold, below: 10 }, { label: hot }] }
+stages:
+  - { id: lead, when: { identified: true } }
+  - { id: mql, when: { engagement: { gte: 50 }, stage_at_least: lead } }
+rules:
+  - id: r
+    when:
+      any:
+        - { subscribed: true }
+        - { tagged: x, email_domain: { in_list: l } }
+        - { quadrant: nurture }
+        - { temperature: [cold, hot] }
+        - { did: { on: purchase, at_least: 2, within: 30d } }
+        - { not: { stage: mql } }
+        - { title: { contains_any: [vp, Head], starts_with: A, ne: b, exists: true } }
+    points: { engagement: 1 }
+"#;
+        let m = Model::from_yaml_str(yaml, "p.yaml", None).unwrap();
+        let RuleKind::Profile { when: Cond::Any(parts) } = &m.rules[0].kind else { panic!() };
+        assert_eq!(parts[0], Cond::Subscribed(true));
+        assert!(matches!(&parts[1], Cond::All(v) if v.len() == 2));
+        assert!(matches!(&parts[2], Cond::Quadrant(Test::Eq(Scalar::Str(s))) if s == "nurture"));
+        assert!(matches!(&parts[3], Cond::Temperature(Test::AnyOf(v)) if v.len() == 2));
+        assert!(matches!(&parts[4], Cond::Did { tracker: 0, at_least: 2, within: Some(_) }));
+        assert!(matches!(&parts[5], Cond::Not(_)));
+        let Cond::Field { key, test: Test::Ops(ops) } = &parts[6] else { panic!("{:?}", parts[6]) };
+        assert_eq!(key, "title");
+        assert_eq!(ops.len(), 4);
+        assert!(ops.contains(&Op::ContainsAny(vec![Scalar::Str("vp".into()), Scalar::Str("head".into())])));
+        assert_eq!(m.lists["l"], vec!["a.example".to_string()]);
+    }
+
+    #[test]
+    fn unknown_names_in_predicates_are_errors() {
+        let yaml = r#"
+name: p
+scores: { engagement: { min: 0, max: 100 } }
+stages:
+  - { id: lead, when: { stage: nope, quadrant: hot, email_domain: { in_list: missing }, engagement: { bogus: 1 } } }
+"#;
+        let errs = Model::from_yaml_str(yaml, "p.yaml", None).unwrap_err().0;
+        let msgs: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert!(msgs.iter().any(|m| m.contains("`nope` is not a stage")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.contains("`hot` is not a quadrant")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown list `missing`")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown operator `bogus`")), "{msgs:#?}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_location() {
+        let errs = Model::from_yaml_str("name: [unclosed", "s.yaml", None).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "(syntax)");
+        assert!(errs[0].message.contains("line"));
+    }
+}

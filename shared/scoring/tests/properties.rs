@@ -1,0 +1,172 @@
+//! Property tests of the scoring engine: bounds, caps, idempotence, stage monotonicity and
+//! merge order.
+
+use chrono::Duration;
+use ember_scoring::{Engine, Event, Lead, Model, RawEvent, Time};
+use proptest::prelude::*;
+use serde_json::json;
+use std::sync::Arc;
+
+fn engine() -> Engine {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/b2b-saas.yaml");
+    Engine::new(Arc::new(Model::load(std::path::Path::new(path)).expect("example model is valid")))
+}
+
+fn start() -> Time {
+    "2026-03-02T09:00:00Z".parse().unwrap()
+}
+
+/// Event kinds with properties that hit every kind of rule of the example model.
+fn kind(i: u8) -> (&'static str, serde_json::Value) {
+    match i % 12 {
+        0 => ("page_view", json!({"path": "/blog/a"})),
+        1 => ("page_view", json!({"path": "/pricing"})),
+        2 => ("page_view", json!({"path": "/"})),
+        3 => ("page_view", json!({"path": "/careers"})),
+        4 => ("email_open", json!({})),
+        5 => ("email_click", json!({})),
+        6 => ("download", json!({"content_id": "roi-calculator"})),
+        7 => ("newsletter_subscribe", json!({})),
+        8 => ("unsubscribe", json!({})),
+        9 => ("demo_request", json!({})),
+        10 => ("webinar_attended", json!({})),
+        _ => ("form_submit", json!({"form_id": "needs-survey"})),
+    }
+}
+
+fn event(n: usize, k: u8, minutes: i64, email: Option<&str>, anon: Option<&str>) -> Event {
+    let (t, props) = kind(k);
+    let at = start() + Duration::minutes(minutes);
+    let raw: RawEvent = serde_json::from_value(json!({
+        "event_id": format!("e{n}"), "type": t, "occurred_at": at.to_rfc3339(),
+        "email": email, "anonymous_id": anon, "properties": props,
+        "traits": if k % 5 == 0 { json!({"job_title": "VP Marketing", "country": "FR"}) } else { json!({}) }
+    }))
+    .unwrap();
+    raw.validate(at + Duration::days(3650), || unreachable!()).unwrap()
+}
+
+/// A sorted list of (kind, minute offset).
+fn history() -> impl Strategy<Value = Vec<(u8, i64)>> {
+    prop::collection::vec((any::<u8>(), 0i64..(60 * 24 * 20)), 1..80).prop_map(|mut v| {
+        v.sort_by_key(|(_, m)| *m);
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn scores_stay_within_bounds(h in history()) {
+        let eng = engine();
+        let mut lead = eng.new_lead("l", start());
+        for (n, (k, m)) in h.iter().enumerate() {
+            eng.ingest(&mut lead, &event(n, *k, *m, Some("a@b.example"), None));
+            for g in &eng.model().scores {
+                let s = lead.scores[&g.name];
+                prop_assert!(s >= g.min && s <= g.max, "{} = {s} outside [{}, {}]", g.name, g.min, g.max);
+            }
+        }
+        // Decay keeps them in bounds too.
+        eng.decay(&mut lead, start() + Duration::days(400));
+        for g in &eng.model().scores {
+            let s = lead.scores[&g.name];
+            prop_assert!(s >= g.min && s <= g.max);
+        }
+    }
+
+    #[test]
+    fn caps_hold_in_every_window(h in history()) {
+        let eng = engine();
+        let mut lead = eng.new_lead("l", start());
+        let mut given: Vec<(String, Time, i64)> = Vec::new();
+        for (n, (k, m)) in h.iter().enumerate() {
+            let e = event(n, *k, *m, Some("a@b.example"), None);
+            for c in eng.ingest(&mut lead, &e).changes {
+                if let ember_scoring::Change::Points { source, given: g, .. } = c {
+                    given.push((source, e.at, g));
+                }
+            }
+        }
+        for rule in &eng.model().rules {
+            let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let Some(cap) = b.cap else { continue };
+            let per = cap.per.to_chrono();
+            for (_, t_end, _) in given.iter().filter(|(s, _, _)| s == &rule.id) {
+                let sum: i64 = given.iter().filter(|(s, t, _)| s == &rule.id && *t > *t_end - per && *t <= *t_end).map(|(_, _, g)| *g).sum();
+                prop_assert!(sum <= cap.points, "rule {} gave {sum} > {} within {}", rule.id, cap.points, cap.per);
+            }
+        }
+    }
+
+    #[test]
+    fn stages_never_move_back_without_crm(h in history()) {
+        let eng = engine();
+        let mut lead = eng.new_lead("l", start());
+        let mut last = 0;
+        for (n, (k, m)) in h.iter().enumerate() {
+            eng.ingest(&mut lead, &event(n, *k, *m, Some("a@b.example"), None));
+            if n % 7 == 0 {
+                eng.decay(&mut lead, start() + Duration::minutes(*m) + Duration::days(91));
+            }
+            let idx = eng.model().stage_index(&lead.stage).unwrap();
+            prop_assert!(idx >= last, "stage went back from {last} to {idx}");
+            last = idx;
+        }
+    }
+
+    #[test]
+    fn merge_order_does_not_change_the_result(a in history(), b in history(), c in history()) {
+        let eng = engine();
+        let build = |h: &[(u8, i64)], id: &str, anon: Option<&str>, email: Option<&str>, base: usize| {
+            let mut lead: Lead = eng.new_lead(id, start());
+            for (n, (k, m)) in h.iter().enumerate() {
+                eng.ingest(&mut lead, &event(base + n, *k, *m, email, anon));
+            }
+            lead
+        };
+        let known = build(&a, "known", None, Some("x@y.example"), 0);
+        let anon1 = build(&b, "anon1", Some("c1"), None, 1000);
+        let anon2 = build(&c, "anon2", Some("c2"), None, 2000);
+        let at = start() + Duration::days(30);
+        let mut one = known.clone();
+        eng.merge(&mut one, anon1.clone(), at);
+        eng.merge(&mut one, anon2.clone(), at);
+        let mut two = known.clone();
+        eng.merge(&mut two, anon2, at);
+        eng.merge(&mut two, anon1, at);
+        prop_assert_eq!(&one.scores, &two.scores);
+        prop_assert_eq!(&one.tags, &two.tags);
+        prop_assert_eq!(&one.stage, &two.stage);
+        prop_assert_eq!(&one.rules, &two.rules);
+        prop_assert_eq!(&one.did, &two.did);
+        prop_assert_eq!(one.event_count, two.event_count);
+    }
+}
+
+#[test]
+fn merge_counts_a_once_rule_once() {
+    let eng = engine();
+    let mut known = eng.new_lead("known", start());
+    eng.ingest(&mut known, &event(1, 7, 10, Some("x@y.example"), None)); // newsletter_subscribe: +5 once
+    let mut anon = eng.new_lead("anon", start());
+    eng.ingest(&mut anon, &event(2, 7, 5, None, Some("c1")));
+    eng.ingest(&mut anon, &event(3, 0, 6, None, Some("c1"))); // blog +10
+    assert_eq!(known.scores["engagement"], 5);
+    assert_eq!(anon.scores["engagement"], 15);
+    eng.merge(&mut known, anon, start() + Duration::hours(1));
+    assert_eq!(known.scores["engagement"], 15, "newsletter once (5) + blog (10), not 20");
+    assert_eq!(known.rules["newsletter-signup"].fired, 1);
+}
+
+#[test]
+fn merge_recaps_a_capped_rule() {
+    let eng = engine();
+    let mut known = eng.new_lead("known", start());
+    eng.ingest(&mut known, &event(1, 0, 10, Some("x@y.example"), None)); // blog +10 (cap 10/day)
+    let mut anon = eng.new_lead("anon", start());
+    eng.ingest(&mut anon, &event(2, 0, 20, None, Some("c1"))); // blog +10 on the anonymous side, same day
+    eng.merge(&mut known, anon, start() + Duration::hours(1));
+    assert_eq!(known.scores["engagement"], 10, "two blog visits on one day: the 10/day cap holds after merge");
+}
