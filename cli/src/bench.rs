@@ -1,0 +1,178 @@
+//! `ember bench`: throughput of the pure scoring step and of ingest end to end on the embedded
+//! store, each beside a baseline measured in the same run on the same machine:
+//!
+//! - scoring is compared with decoding and validating the same events from JSON (work every
+//!   request does anyway);
+//! - embedded ingest is compared with bare SQLite inserts of the same event rows, one
+//!   transaction each, with the same file settings.
+//!
+//! The figures are printed, never asserted: these shared machines are too noisy for timed tests.
+
+use anyhow::{Context, Result};
+use ember_scoring::{Engine, Event, Lead, Model, RawEvent, Time};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model to score with.
+    #[arg(long, default_value = "examples/b2b-saas.yaml")]
+    pub model: PathBuf,
+    /// Events for the scoring benchmark.
+    #[arg(long, default_value_t = 500_000)]
+    pub events: usize,
+    /// Events for the embedded ingest benchmark.
+    #[arg(long, default_value_t = 20_000)]
+    pub ingest_events: usize,
+    /// Distinct leads.
+    #[arg(long, default_value_t = 1_000)]
+    pub leads: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A realistic mix of website and email events for lead `i`, event `n`.
+pub fn sample_event(i: usize, n: usize, at: Time) -> Value {
+    let kinds: [(&str, Value); 10] = [
+        ("page_view", json!({"path": "/blog/scoring-in-practice"})),
+        ("page_view", json!({"path": "/pricing"})),
+        ("page_view", json!({"path": "/"})),
+        ("page_view", json!({"path": "/product/features"})),
+        ("email_open", json!({"template": "nl-welcome"})),
+        ("email_click", json!({"template": "nl-welcome"})),
+        ("download", json!({"content_id": "automation-strategy-guide"})),
+        ("webinar_registered", json!({})),
+        ("form_submit", json!({"form_id": "contact-us"})),
+        ("page_view", json!({"path": "/careers"})),
+    ];
+    let (kind, props) = &kinds[(n * 7 + i) % kinds.len()];
+    json!({
+        "event_id": format!("bench-{i}-{n}"),
+        "type": kind,
+        "occurred_at": at.to_rfc3339(),
+        "email": format!("lead{i}@company{}.example", i % 97),
+        "properties": props,
+        "traits": if n == 0 { json!({"job_title": "Head of Marketing", "company_size": 800 + i, "country": "FR"}) } else { json!({}) },
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+/// Runs both benchmarks and prints the figures.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let model = Arc::new(Model::load(&args.model).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let engine = Engine::new(model.clone());
+    let start: Time = "2026-03-02T09:00:00Z".parse()?;
+    let leads = args.leads.max(1);
+
+    // --- Pure scoring -----------------------------------------------------------------
+    let per_lead = args.events.div_ceil(leads);
+    let mut texts = Vec::with_capacity(args.events);
+    for n in 0..per_lead {
+        for i in 0..leads {
+            if texts.len() == args.events {
+                break;
+            }
+            let at = start + chrono::Duration::minutes((n * 17 + i % 13) as i64);
+            texts.push(sample_event(i, n, at).to_string());
+        }
+    }
+    let now = start + chrono::Duration::days(3650);
+    let t0 = Instant::now();
+    let mut events: Vec<Event> = Vec::with_capacity(texts.len());
+    for t in &texts {
+        let raw: RawEvent = serde_json::from_str(t)?;
+        events.push(raw.validate(now, || unreachable!("ids are given")).map_err(anyhow::Error::msg)?);
+    }
+    let decode_secs = t0.elapsed().as_secs_f64();
+    let mut states: Vec<Lead> = (0..leads).map(|i| engine.new_lead(format!("lead-{i}"), start)).collect();
+    let t0 = Instant::now();
+    let mut changes = 0usize;
+    for (k, e) in events.iter().enumerate() {
+        let lead = &mut states[k % leads];
+        changes += engine.ingest(lead, e).changes.len();
+    }
+    let score_secs = t0.elapsed().as_secs_f64();
+    std::hint::black_box(changes);
+    let n = events.len() as f64;
+    let scoring_rate = n / score_secs;
+    let decode_rate = n / decode_secs;
+
+    // --- Embedded ingest end to end ----------------------------------------------------
+    let dir = tempfile::tempdir()?;
+    let stack = crate::local::LocalStack::for_bench(model.clone(), dir.path()).await?;
+    let ingest_n = args.ingest_events.min(texts.len());
+    let raws: Vec<RawEvent> = texts[..ingest_n].iter().map(|t| serde_json::from_str(t)).collect::<Result<_, _>>()?;
+    stack.clock.set(now);
+    let mut lat = Vec::with_capacity(ingest_n);
+    let t0 = Instant::now();
+    for raw in &raws {
+        let s = Instant::now();
+        let status = stack.ember.ingest(raw).await;
+        lat.push(s.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(status.is_accepted(), "bench event not accepted: {status:?}");
+    }
+    let ingest_secs = t0.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let ingest_rate = ingest_n as f64 / ingest_secs;
+
+    // Baseline: bare SQLite inserts of the same rows, one transaction each.
+    let base_path = dir.path().join("baseline.db");
+    let conn = rusqlite::Connection::open(&base_path).context("opening the baseline database")?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE events (event_id TEXT PRIMARY KEY, lead TEXT NOT NULL, body TEXT NOT NULL);",
+    )?;
+    let t0 = Instant::now();
+    for (k, t) in texts[..ingest_n].iter().enumerate() {
+        let tx = conn.unchecked_transaction()?;
+        tx.prepare_cached("INSERT INTO events (event_id, lead, body) VALUES (?1, ?2, ?3)")?.execute(rusqlite::params![
+            format!("b{k}"),
+            format!("lead-{}", k % leads),
+            t
+        ])?;
+        tx.commit()?;
+    }
+    let base_rate = ingest_n as f64 / t0.elapsed().as_secs_f64();
+
+    let report = json!({
+        "model": args.model.display().to_string(),
+        "scoring": {"events": events.len(), "leads": leads, "events_per_sec": scoring_rate.round(),
+                    "baseline_json_decode_validate_per_sec": decode_rate.round(),
+                    "ratio_vs_baseline": (scoring_rate / decode_rate * 100.0).round() / 100.0},
+        "embedded_ingest": {"events": ingest_n, "events_per_sec": ingest_rate.round(),
+                    "p50_us": percentile(&lat, 0.50).round(), "p99_us": percentile(&lat, 0.99).round(),
+                    "baseline_sqlite_insert_per_sec": base_rate.round(),
+                    "ratio_vs_baseline": (ingest_rate / base_rate * 100.0).round() / 100.0},
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("model: {}", args.model.display());
+        println!(
+            "scoring (pure, one core): {:>12.0} events/s   baseline JSON decode+validate: {:>10.0} events/s   ratio {:.2}",
+            scoring_rate,
+            decode_rate,
+            scoring_rate / decode_rate
+        );
+        println!(
+            "embedded ingest (end to end): {:>8.0} events/s   p50 {:.0} µs   p99 {:.0} µs   baseline bare SQLite insert: {:.0} rows/s   ratio {:.2}",
+            ingest_rate,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            base_rate,
+            ingest_rate / base_rate
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The `ember` command.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Ember: lead scoring and nurturing.
+#[derive(Debug, Parser)]
+#[command(name = "ember", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs Ember on this machine: HTTP API, scheduled jobs, local outbox, embedded store.
+    Dev(ember::dev::DevArgs),
+    /// Executable acceptance scenarios.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
+    /// Checks model files; prints every mistake with its file and path.
+    Validate {
+        /// Model files.
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+    },
+    /// Measures scoring and ingest throughput.
+    Bench(ember::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Runs scenario files; exits non-zero when an expectation fails.
+    Run(ember::scenario_cmd::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<bool> = match cli.command {
+        Command::Dev(args) => ember::runtime().and_then(|rt| rt.block_on(ember::dev::run(args))).map(|_| true),
+        Command::Scenario { command: ScenarioCommand::Run(args) } => {
+            ember::runtime().and_then(|rt| rt.block_on(ember::scenario_cmd::run(args)))
+        }
+        Command::Validate { models } => Ok(ember::validate::run(&models)),
+        Command::Bench(args) => ember::runtime().and_then(|rt| rt.block_on(ember::bench::run(args))).map(|_| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! # ember-delivery — local adapters
+//!
+//! What `ember dev` and `ember scenario run` use where AWS would use SES, EventBridge and SQS:
+//!
+//! - [`OutboxMailer`]: every email as an `.eml` file in an outbox folder, plus an index;
+//! - [`HttpWebhookSender`]: Standard Webhooks deliveries over HTTP with retries;
+//!   [`MemoryWebhookRecorder`] keeps deliveries in memory (scenarios, tests);
+//! - [`LocalBus`]: delivers domain messages in-process to handlers (the handoff service);
+//! - [`FileDeadLetters`]: failed deliveries in a JSON-lines file, replayable.
+
+#![warn(missing_docs)]
+
+mod bus;
+mod dead_letters;
+mod outbox;
+mod webhook;
+
+pub use bus::LocalBus;
+pub use dead_letters::FileDeadLetters;
+pub use outbox::{IndexEntry, OutboxMailer};
+pub use webhook::{HttpWebhookSender, MemoryWebhookRecorder, RetryPolicy};

@@ -1,0 +1,211 @@
+//! The outbox mailer: each email becomes an RFC 5322 `.eml` file (open it with any mail
+//! client), and a line in `index.jsonl`.
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ember_scoring::SendOutcome;
+use ember_service::ports::{Mailer, OutgoingEmail};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One line of `index.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Idempotency key of the send.
+    pub send_id: String,
+    /// Message-ID.
+    pub message_id: String,
+    /// Lead id.
+    pub lead_id: String,
+    /// Campaign.
+    pub campaign: String,
+    /// Step index.
+    pub step: usize,
+    /// Template.
+    pub template: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// When written.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The `.eml` file, relative to the outbox folder.
+    pub file: String,
+}
+
+/// Writes emails into a folder. Idempotent per send id: sending the same id twice writes once.
+pub struct OutboxMailer {
+    dir: PathBuf,
+    state: Mutex<HashMap<String, String>>,
+}
+
+impl OutboxMailer {
+    /// An outbox in `dir` (created if needed); existing entries are read back.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<OutboxMailer> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        let m = OutboxMailer { dir, state: Mutex::new(HashMap::new()) };
+        let known = m.read_index()?.into_iter().map(|e| (e.send_id, e.message_id)).collect();
+        *m.state.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        Ok(m)
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read_index(&self) -> std::io::Result<Vec<IndexEntry>> {
+        match std::fs::read_to_string(self.dir.join("index.jsonl")) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Everything sent, in order.
+    pub fn sent(&self) -> std::io::Result<Vec<IndexEntry>> {
+        let _g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.read_index()
+    }
+
+    fn write(&self, email: &OutgoingEmail) -> std::io::Result<String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = state.get(&email.send_id) {
+            return Ok(id.clone());
+        }
+        let now = chrono::Utc::now();
+        let domain = email.from.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>')).unwrap_or("ember.local");
+        let message_id = format!("{}@{}", uuid::Uuid::now_v7().simple(), domain);
+        let file = format!("{}-{}.eml", now.format("%Y%m%dT%H%M%S%.3f"), safe(&email.send_id));
+        std::fs::write(self.dir.join(&file), render_eml(email, &message_id, now))?;
+        let entry = IndexEntry {
+            send_id: email.send_id.clone(),
+            message_id: message_id.clone(),
+            lead_id: email.lead_id.clone(),
+            campaign: email.campaign.clone(),
+            step: email.step,
+            template: email.template.clone(),
+            to: email.to.clone(),
+            subject: email.subject.clone(),
+            at: now,
+            file,
+        };
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("index.jsonl"))?;
+        writeln!(f, "{}", serde_json::to_string(&entry).map_err(std::io::Error::other)?)?;
+        state.insert(email.send_id.clone(), message_id.clone());
+        Ok(message_id)
+    }
+}
+
+fn safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(120).collect()
+}
+
+/// RFC 2047 encoding of a header value when it is not plain ASCII.
+fn encode_header(v: &str) -> String {
+    if v.is_ascii() { v.to_string() } else { format!("=?UTF-8?B?{}?=", STANDARD.encode(v)) }
+}
+
+/// `Name <addr>` with the display name encoded when needed.
+fn encode_address(v: &str) -> String {
+    match v.rsplit_once('<') {
+        Some((name, addr)) if !name.is_ascii() => format!("{} <{}", encode_header(name.trim().trim_matches('"')), addr),
+        _ => v.to_string(),
+    }
+}
+
+fn wrap76(b64: &str) -> String {
+    b64.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\r\n")
+}
+
+/// The message as RFC 5322 text: multipart/alternative, text then HTML, base64 bodies.
+pub fn render_eml(email: &OutgoingEmail, message_id: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let boundary = format!("ember-{}", uuid::Uuid::new_v4().simple());
+    let mut h = vec![
+        format!("From: {}", encode_address(&email.from)),
+        format!("To: {}", email.to),
+        format!("Subject: {}", encode_header(&email.subject)),
+        format!("Date: {}", at.to_rfc2822()),
+        format!("Message-ID: <{message_id}>"),
+        "MIME-Version: 1.0".to_string(),
+    ];
+    if let Some(r) = &email.reply_to {
+        h.push(format!("Reply-To: {}", encode_address(r)));
+    }
+    for (k, v) in &email.headers {
+        h.push(format!("{k}: {v}"));
+    }
+    h.push(format!("X-Ember-Campaign: {}", email.campaign));
+    h.push(format!("X-Ember-Template: {}", email.template));
+    h.push(format!("Content-Type: multipart/alternative; boundary=\"{boundary}\""));
+    let part = |ct: &str, body: &str| {
+        format!(
+            "--{boundary}\r\nContent-Type: {ct}; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            wrap76(&STANDARD.encode(body))
+        )
+    };
+    format!("{}\r\n\r\n{}{}--{boundary}--\r\n", h.join("\r\n"), part("text/plain", &email.text), part("text/html", &email.html))
+}
+
+#[async_trait]
+impl Mailer for OutboxMailer {
+    async fn send(&self, email: &OutgoingEmail) -> SendOutcome {
+        match self.write(email) {
+            Ok(message_id) => SendOutcome::Sent { message_id },
+            Err(e) => SendOutcome::Retry { reason: format!("outbox write failed: {e}") },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(send_id: &str) -> OutgoingEmail {
+        OutgoingEmail {
+            send_id: send_id.into(),
+            lead_id: "ld_1".into(),
+            campaign: "c".into(),
+            step: 0,
+            template: "hello".into(),
+            from: "Café Ember <hi@ember.example>".into(),
+            reply_to: None,
+            to: "lea@example.fr".into(),
+            subject: "Bonjour Léa".into(),
+            html: "<p>Hello &lt;b&gt;</p>".into(),
+            text: "Hello <b>".into(),
+            headers: vec![
+                ("List-Unsubscribe".into(), "<https://x/v1/unsubscribe?token=t>".into()),
+                ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
+            ],
+            configuration_set: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_once_per_send_id_and_keeps_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = OutboxMailer::new(dir.path()).unwrap();
+        let a = m.send(&email("s1")).await;
+        let b = m.send(&email("s1")).await;
+        assert_eq!(a, b, "the same send id is sent once");
+        m.send(&email("s2")).await;
+        let sent = m.sent().unwrap();
+        assert_eq!(sent.len(), 2);
+        let eml = std::fs::read_to_string(dir.path().join(&sent[0].file)).unwrap();
+        assert!(eml.contains("Subject: =?UTF-8?B?"));
+        assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        assert!(eml.contains("Content-Type: multipart/alternative"));
+        let html_b64 = STANDARD.encode("<p>Hello &lt;b&gt;</p>");
+        assert!(eml.contains(&html_b64), "the HTML part is kept as rendered (escaped)");
+        // Reopening reads the index back: still idempotent.
+        let again = OutboxMailer::new(dir.path()).unwrap();
+        assert_eq!(again.send(&email("s1")).await, a);
+        assert_eq!(again.sent().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,305 @@
+//! Ports: what the services need from the outside world. Adapters live in other crates
+//! (`ember-store-sqlite`, `ember-delivery`, `ember-aws`).
+
+use async_trait::async_trait;
+use ember_scoring::engine::Change;
+use ember_scoring::lead::Message;
+use ember_scoring::{Due, Event, Lead, Time};
+use serde::{Deserialize, Serialize};
+
+/// An identity that points at a lead.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Identity {
+    /// Normalized email.
+    Email(String),
+    /// Website cookie id.
+    Anonymous(String),
+}
+
+impl Identity {
+    /// The store key (`EMAIL#…`, `ANON#…`).
+    pub fn key(&self) -> String {
+        match self {
+            Identity::Email(e) => format!("EMAIL#{e}"),
+            Identity::Anonymous(a) => format!("ANON#{a}"),
+        }
+    }
+}
+
+/// A lead as stored, with its version for optimistic concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadRecord {
+    /// The lead.
+    pub lead: Lead,
+    /// Version: 1 on creation, +1 on every commit.
+    pub version: u64,
+}
+
+/// An event as stored: the event, the lead it was applied to, and what it did (the timeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event. Ids starting with `sys:` are Ember's own entries (decay, CRM feedback,
+    /// campaign steps), kept so the timeline adds up to the score.
+    pub event: Event,
+    /// Lead it was applied to.
+    pub lead_id: String,
+    /// What it changed.
+    pub changes: Vec<Change>,
+    /// When Ember received it.
+    pub received_at: Time,
+}
+
+/// One identity to point at the committed lead. `expected_owner` is the lead it must point at
+/// now (`None`: it must not exist yet). A merge re-points the anonymous profile's identities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Identity.
+    pub identity: Identity,
+    /// Current owner required for the claim to succeed.
+    pub expected_owner: Option<String>,
+}
+
+/// Everything one change writes, atomically: all of it or none of it.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// New lead state.
+    pub lead: Lead,
+    /// Version the lead must have now (`None`: it must not exist).
+    pub expected_version: Option<u64>,
+    /// Due times to index (from [`ember_scoring::Engine::due`]).
+    pub due: Due,
+    /// Events to record; each event id must be new (else [`StoreError::Duplicate`]).
+    pub events: Vec<StoredEvent>,
+    /// Identities to point at this lead.
+    pub claims: Vec<Claim>,
+    /// A lead merged into this one, to delete (id and the version it must have).
+    pub retire: Option<(String, u64)>,
+}
+
+/// Scheduled work kinds, each with its own index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DueKind {
+    /// Inactivity decay.
+    Decay,
+    /// Campaign steps (and unpublished messages).
+    Drip,
+    /// Sales SLA deadlines.
+    Sla,
+}
+
+impl DueKind {
+    /// All kinds, in the order a tick runs them.
+    pub const ALL: [DueKind; 3] = [DueKind::Decay, DueKind::Sla, DueKind::Drip];
+
+    /// The due time of this kind.
+    pub fn of(self, due: &Due) -> Option<Time> {
+        match self {
+            DueKind::Decay => due.decay,
+            DueKind::Drip => due.drip,
+            DueKind::Sla => due.sla,
+        }
+    }
+}
+
+/// One page of due leads, oldest due first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DuePage {
+    /// Lead ids with their due time.
+    pub items: Vec<(String, Time)>,
+    /// Pass back to get the next page; `None` when done.
+    pub cursor: Option<String>,
+    /// Index entries read to produce this page (for the "reads only what is due" measurement).
+    pub read: u64,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The lead changed since it was read, or an identity was claimed meanwhile: read again and retry.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// This event id was already recorded.
+    #[error("duplicate event id {0}")]
+    Duplicate(String),
+    /// Something else went wrong (I/O, throttling after retries, corrupt item).
+    #[error("store: {0}")]
+    Other(String),
+}
+
+/// Where leads, identities and events live. Implementations guarantee: a commit is atomic;
+/// it fails with `Conflict` when `expected_version` or a claim's `expected_owner` does not hold,
+/// and with `Duplicate` when an event id exists; due queries read only what is due.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The lead an identity points at.
+    async fn lookup(&self, identity: &Identity) -> Result<Option<String>, StoreError>;
+    /// A lead by id.
+    async fn get(&self, lead_id: &str) -> Result<Option<LeadRecord>, StoreError>;
+    /// Whether an event id has been recorded.
+    async fn seen(&self, event_id: &str) -> Result<bool, StoreError>;
+    /// Writes a change atomically; returns the new version.
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError>;
+    /// Leads whose `kind` work is due at or before `now`, oldest first, at most `limit`.
+    async fn due(&self, kind: DueKind, now: Time, cursor: Option<String>, limit: usize) -> Result<DuePage, StoreError>;
+    /// A lead's events, oldest first (the timeline).
+    async fn events(&self, lead_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Erases a lead: the lead, its identities and its events. Event ids stay known (without
+    /// content) so a replayed event does not bring the person back. Returns whether it existed.
+    async fn erase(&self, lead_id: &str) -> Result<bool, StoreError>;
+    /// Every lead, in pages (reports and exports; not used on hot paths).
+    async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<Lead>, Option<String>), StoreError>;
+}
+
+/// An email ready to send (rendered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingEmail {
+    /// Idempotency key of the send.
+    pub send_id: String,
+    /// Lead id.
+    pub lead_id: String,
+    /// Campaign id.
+    pub campaign: String,
+    /// Step index.
+    pub step: usize,
+    /// Template id.
+    pub template: String,
+    /// Sender.
+    pub from: String,
+    /// Reply-to.
+    pub reply_to: Option<String>,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// HTML body.
+    pub html: String,
+    /// Text body.
+    pub text: String,
+    /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post`).
+    pub headers: Vec<(String, String)>,
+    /// SES configuration set.
+    pub configuration_set: Option<String>,
+}
+
+/// Sends email. Implementations retry throttling themselves and report the final outcome.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one email.
+    async fn send(&self, email: &OutgoingEmail) -> ember_scoring::SendOutcome;
+}
+
+/// Bus failures.
+#[derive(Debug, thiserror::Error)]
+#[error("bus: {0}")]
+pub struct BusError(pub String);
+
+/// Publishes domain messages (`lead.qualified`, `lead.sla_breached`, `lead.stage_changed`…).
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Publishes messages; on error none is considered published (ids make re-publishing safe).
+    async fn publish(&self, messages: &[Message]) -> Result<(), BusError>;
+}
+
+/// The time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Time;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Time {
+        chrono::Utc::now()
+    }
+}
+
+/// A clock set by hand (scenarios, tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::Mutex<Option<Time>>);
+
+impl ManualClock {
+    /// A clock at `t`.
+    pub fn at(t: Time) -> ManualClock {
+        ManualClock(std::sync::Mutex::new(Some(t)))
+    }
+    /// Moves the clock.
+    pub fn set(&self, t: Time) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Time {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(chrono::Utc::now)
+    }
+}
+
+/// A signed webhook delivery (Standard Webhooks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// Webhook name in the model.
+    pub hook: String,
+    /// Target URL (`None`: not configured; the delivery is recorded, not sent).
+    pub url: Option<String>,
+    /// `webhook-id` (the message id: stable across retries).
+    pub id: String,
+    /// `webhook-timestamp` (Unix seconds).
+    pub timestamp: i64,
+    /// `webhook-signature` (`v1,<base64>`); empty when no secret is configured.
+    pub signature: String,
+    /// Message type (`lead.qualified`…).
+    pub kind: String,
+    /// Lead id.
+    pub lead_id: String,
+    /// JSON body, exactly as signed.
+    pub body: String,
+}
+
+/// Result of one delivery attempt sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum DeliveryResult {
+    /// 2xx.
+    Delivered {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The endpoint answered 410 Gone: disable it.
+    Disabled,
+    /// Retries exhausted (or a permanent error): goes to the dead-letter queue.
+    Failed {
+        /// Last error.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// Delivers webhooks (HTTP with retries, or a recorder in tests and scenarios).
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// Delivers one webhook, retrying as its policy says.
+    async fn deliver(&self, delivery: &WebhookDelivery) -> DeliveryResult;
+}
+
+/// Where failed webhook deliveries wait to be replayed.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Stores a failed delivery.
+    async fn put(&self, delivery: &WebhookDelivery, error: &str) -> Result<(), BusError>;
+    /// Takes up to `limit` deliveries out (for replay).
+    async fn take(&self, limit: usize) -> Result<Vec<WebhookDelivery>, BusError>;
+}
+
+/// Something that consumes bus messages (the handoff service, reports' counters…). The local
+/// bus calls handlers in-process; on AWS, EventBridge rules invoke the `handoff` function.
+#[async_trait]
+pub trait MessageHandler: Send + Sync {
+    /// Handles one message. Errors are retried by the bus that delivered it.
+    async fn handle(&self, message: &Message) -> Result<(), BusError>;
+}
