@@ -1,0 +1,94 @@
+//! `ember validate` and `ember scenario run` as a user runs them.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ember() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c
+}
+
+#[test]
+fn validate_reports_every_mistake_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("broken.yaml");
+    std::fs::write(
+        &model,
+        r#"
+name: broken
+scores:
+  engagement: { min: 0, max: 100 }
+rules:
+  - id: a
+    on: page_view
+    points: { engagemnt: 5 }
+  - id: b
+    on: email_open
+    points: { engagement: 2 }
+    cap: { points: 10, per: 3mo }
+stages:
+  - { id: lead, when: { identified: true } }
+email: { from: "a@b.example" }
+templates:
+  hello: { subject: Hi, html: "<p>hi</p>" }
+campaigns:
+  - id: c
+    enter: { on: page_view }
+    steps:
+      - send: helo
+      - if: { stage_at_least: leed }
+        then: advancd
+"#,
+    )
+    .unwrap();
+    let out = ember().arg("validate").arg(&model).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "rules[0].points.engagemnt: `engagemnt` is not a score group (known: engagement)",
+        "rules[1].cap.per: `3mo` is not a duration",
+        "campaigns[0].steps[0].send: unknown template `helo`",
+        "campaigns[0].steps[1].if.stage_at_least: `leed` is not a stage",
+        "campaigns[0].steps[1].then: `then` jumps to unknown step id `advancd`",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    assert!(err.contains("5 errors"), "{err}");
+    assert!(err.lines().filter(|l| l.contains("broken.yaml: ")).count() >= 5);
+
+    let ok = ember().args(["validate", "examples/b2b-saas.yaml"]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn scenario_run_fails_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
+    let file = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+scenario: wrong on purpose
+model: {}
+start: 2026-03-02T09:00:00Z
+steps:
+  - event: {{ type: demo_request, email: ana@x.example }}
+  - expect: {{ lead: ana@x.example, scores: {{ engagement: 99 }}, stage: mql, webhooks: [lead.sla_breached] }}
+  - expect: {{ lead: nobody@x.example, stage: lead }}
+"#,
+            models.display()
+        ),
+    )
+    .unwrap();
+    let out = ember().args(["scenario", "run"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains("scores.engagement: expected 99, got 20"), "{text}");
+    assert!(text.contains("stage: expected mql, got sql"), "{text}");
+    assert!(text.contains("webhooks: expected [lead.sla_breached], got [lead.qualified]"), "{text}");
+    assert!(text.contains("lead nobody@x.example: not found"), "{text}");
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+}
