@@ -56,32 +56,6 @@ impl LocalStack {
         let ember = Ember::new(engine, store, outbox.clone(), bus, opts.clock, Arc::new(composer));
         Ok(LocalStack { ember, handoff, outbox })
     }
-
-    /// A stack for the benchmark: a fresh SQLite file and a manual clock.
-    pub async fn for_bench(model: Arc<Model>, dir: &Path) -> Result<BenchStack> {
-        let clock = Arc::new(ManualClock::default());
-        let store = Arc::new(SqliteStore::open(&dir.join("ember.db")).context("opening the store")?);
-        let stack = LocalStack::open(
-            model,
-            store,
-            dir,
-            LocalOptions {
-                public_url: "http://127.0.0.1:8080".into(),
-                unsubscribe_secret: b"bench-only-secret".to_vec(),
-                clock: clock.clone(),
-                webhooks: Arc::new(MemoryWebhookRecorder::new()),
-            },
-        )?;
-        Ok(BenchStack { ember: stack.ember, clock })
-    }
-}
-
-/// Services plus the manual clock driving them.
-pub struct BenchStack {
-    /// Services.
-    pub ember: Ember,
-    /// Clock.
-    pub clock: Arc<ManualClock>,
 }
 
 /// The scenario harness on local adapters.
@@ -96,6 +70,11 @@ impl ScenarioHarness {
     pub async fn embedded(model: Arc<Model>, dir: &Path, start: Time) -> Result<ScenarioHarness> {
         let store = Arc::new(SqliteStore::open(&dir.join("ember.db")).context("opening the store")?);
         Self::with_store(model, store, dir, start)
+    }
+
+    /// The services (for callers that drive them directly, like the benchmark).
+    pub fn services(&self) -> &Ember {
+        &self.stack.ember
     }
 
     /// On any store.

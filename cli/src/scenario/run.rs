@@ -194,22 +194,29 @@ async fn check(
     }
     let ids: Vec<&str> = std::iter::once(lead.id.as_str()).chain(lead.merged_from.iter().map(String::as_str)).collect();
     if let Some(want) = &x.emails {
-        let all: Vec<String> = h.emails().await?.into_iter().filter(|(l, _)| ids.contains(&l.as_str())).map(|(_, t)| t).collect();
-        let seen = email_seen.entry(who.clone()).or_insert(0);
-        let got = all[(*seen).min(all.len())..].to_vec();
-        *seen = all.len();
-        if &got != want {
-            f.push(format!("lead {who}: emails: expected {}, got {}", list(want), list(&got)));
-        }
+        since_last(who, "emails", want, h.emails().await?, &ids, email_seen, &mut f);
     }
     if let Some(want) = &x.webhooks {
-        let all: Vec<String> = h.webhooks().await?.into_iter().filter(|(l, _)| ids.contains(&l.as_str())).map(|(_, t)| t).collect();
-        let seen = hook_seen.entry(who.clone()).or_insert(0);
-        let got = all[(*seen).min(all.len())..].to_vec();
-        *seen = all.len();
-        if &got != want {
-            f.push(format!("lead {who}: webhooks: expected {}, got {}", list(want), list(&got)));
-        }
+        since_last(who, "webhooks", want, h.webhooks().await?, &ids, hook_seen, &mut f);
     }
     Ok(f)
+}
+
+/// Compares what happened to the lead since the last expectation that listed `what`.
+fn since_last(
+    who: &str,
+    what: &str,
+    want: &[String],
+    all: Vec<(String, String)>,
+    ids: &[&str],
+    seen: &mut HashMap<String, usize>,
+    failures: &mut Vec<String>,
+) {
+    let mine: Vec<String> = all.into_iter().filter(|(l, _)| ids.contains(&l.as_str())).map(|(_, t)| t).collect();
+    let from = seen.entry(who.to_string()).or_insert(0);
+    let got = mine[(*from).min(mine.len())..].to_vec();
+    *from = mine.len();
+    if got != want {
+        failures.push(format!("lead {who}: {what}: expected {}, got {}", list(want), list(&got)));
+    }
 }
