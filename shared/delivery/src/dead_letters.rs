@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use ember_service::ports::{BusError, DeadLetters, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// One line of the file: the delivery as it failed, why, and when.
 #[derive(Serialize, Deserialize)]
 struct Entry {
     delivery: WebhookDelivery,
@@ -14,7 +15,11 @@ struct Entry {
     at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Failed webhook deliveries, one JSON line each; `take` removes what it returns.
+/// Failed webhook deliveries, one JSON line each (delivery, error, time), oldest first. `take`
+/// removes what it returns by rewriting the rest into a temporary file renamed over the original
+/// (atomic: a crash leaves the old or the new list, never half of one). One instance may be
+/// shared between tasks; two processes must not share a file.
+#[derive(Debug)]
 pub struct FileDeadLetters {
     path: PathBuf,
     lock: Mutex<()>,
@@ -24,6 +29,34 @@ impl FileDeadLetters {
     /// Dead letters kept in `path` (created on first use).
     pub fn new(path: impl Into<PathBuf>) -> FileDeadLetters {
         FileDeadLetters { path: path.into(), lock: Mutex::new(()) }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many deliveries wait.
+    pub fn len(&self) -> Result<usize, BusError> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.read()?.len())
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> Result<bool, BusError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes `text` to a temporary file beside the original, syncs it and renames it over.
+    fn replace(&self, text: &str) -> std::io::Result<()> {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path)
     }
 
     fn read(&self) -> Result<Vec<Entry>, BusError> {
@@ -43,8 +76,12 @@ impl FileDeadLetters {
 impl DeadLetters for FileDeadLetters {
     async fn put(&self, delivery: &WebhookDelivery, error: &str) -> Result<(), BusError> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let line = serde_json::to_string(&Entry { delivery: delivery.clone(), error: error.to_string(), at: chrono::Utc::now() })
-            .map_err(|e| BusError(e.to_string()))?;
+        let line = serde_json::to_string(&Entry {
+            delivery: delivery.clone(),
+            error: error.to_string(),
+            at: chrono::Utc::now(),
+        })
+        .map_err(|e| BusError(e.to_string()))?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -58,15 +95,13 @@ impl DeadLetters for FileDeadLetters {
         let mut all = self.read()?;
         let n = limit.min(all.len());
         let rest = all.split_off(n);
-        let tmp = self.path.with_extension("tmp");
-        let mut text = String::new();
-        for e in &rest {
-            text.push_str(&serde_json::to_string(e).map_err(|e| BusError(e.to_string()))?);
-            text.push('\n');
-        }
         if n > 0 {
-            std::fs::write(&tmp, text).map_err(|e| BusError(format!("writing dead letters: {e}")))?;
-            std::fs::rename(&tmp, &self.path).map_err(|e| BusError(format!("writing dead letters: {e}")))?;
+            let mut text = String::new();
+            for e in &rest {
+                text.push_str(&serde_json::to_string(e).map_err(|e| BusError(e.to_string()))?);
+                text.push('\n');
+            }
+            self.replace(&text).map_err(|e| BusError(format!("writing dead letters: {e}")))?;
         }
         Ok(all.into_iter().map(|e| e.delivery).collect())
     }
@@ -96,10 +131,20 @@ mod tests {
         for id in ["a", "b", "c"] {
             q.put(&d(id), "boom").await.unwrap();
         }
-        let first: Vec<String> = q.take(2).await.unwrap().into_iter().map(|x| x.id).collect();
-        assert_eq!(first, ["a", "b"]);
+        assert!(q.take(0).await.unwrap().is_empty());
+        assert_eq!(q.len().unwrap(), 3);
+        let first = q.take(2).await.unwrap();
+        assert_eq!(first[0], d("a"), "the delivery comes back as it was put");
+        assert_eq!(first.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        // Another instance on the same file sees what is left; the error is kept beside it.
+        let text = std::fs::read_to_string(dir.path().join("dl.jsonl")).unwrap();
+        assert!(text.contains("\"error\":\"boom\"") && text.lines().count() == 1, "{text}");
+        assert_eq!(FileDeadLetters::new(dir.path().join("dl.jsonl")).len().unwrap(), 1);
+        assert!(!dir.path().join("dl.jsonl.tmp").exists());
         let rest: Vec<String> = q.take(10).await.unwrap().into_iter().map(|x| x.id).collect();
         assert_eq!(rest, ["c"]);
         assert!(q.take(10).await.unwrap().is_empty());
+        assert!(q.is_empty().unwrap());
+        assert!(FileDeadLetters::new(dir.path().join("missing.jsonl")).take(5).await.unwrap().is_empty());
     }
 }

@@ -3,10 +3,14 @@
 //! What `ember dev` and `ember scenario run` use where AWS would use SES, EventBridge and SQS:
 //!
 //! - [`OutboxMailer`]: every email as an `.eml` file in an outbox folder, plus an index;
-//! - [`HttpWebhookSender`]: Standard Webhooks deliveries over HTTP with retries;
+//! - [`HttpWebhookSender`]: Standard Webhooks deliveries over HTTP with retries ([`RetryPolicy`]);
+//!   deliveries of webhooks without a URL go to a [`FileWebhookRecorder`];
 //!   [`MemoryWebhookRecorder`] keeps deliveries in memory (scenarios, tests);
 //! - [`LocalBus`]: delivers domain messages in-process to handlers (the handoff service);
 //! - [`FileDeadLetters`]: failed deliveries in a JSON-lines file, replayable.
+
+//!
+//! None of them logs bodies or addresses: logs carry ids, status codes and attempt counts.
 
 #![warn(missing_docs)]
 
@@ -17,5 +21,5 @@ mod webhook;
 
 pub use bus::LocalBus;
 pub use dead_letters::FileDeadLetters;
-pub use outbox::{IndexEntry, OutboxMailer};
-pub use webhook::{HttpWebhookSender, MemoryWebhookRecorder, RetryPolicy};
+pub use outbox::{IndexEntry, OutboxMailer, render_eml};
+pub use webhook::{FileWebhookRecorder, HttpWebhookSender, MemoryWebhookRecorder, RetryPolicy, USER_AGENT};

@@ -2,8 +2,8 @@
 //! client), and a line in `index.jsonl`.
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use ember_scoring::SendOutcome;
 use ember_service::ports::{Mailer, OutgoingEmail};
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,11 @@ pub struct IndexEntry {
     pub file: String,
 }
 
-/// Writes emails into a folder. Idempotent per send id: sending the same id twice writes once.
+/// Writes emails into a folder (`<time>-<send id>.eml`) and appends one line per email to
+/// `index.jsonl`. Idempotent per send id, also across restarts (the index is read back): sending
+/// the same id again writes nothing and answers the same `Sent { message_id }`. One instance
+/// may be shared between tasks (a mutex serialises writes); two processes must not share a folder.
+#[derive(Debug)]
 pub struct OutboxMailer {
     dir: PathBuf,
     state: Mutex<HashMap<String, String>>,
@@ -67,7 +71,7 @@ impl OutboxMailer {
         }
     }
 
-    /// Everything sent, in order.
+    /// Everything sent, in order (read back from `index.jsonl`).
     pub fn sent(&self) -> std::io::Result<Vec<IndexEntry>> {
         let _g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.read_index()
@@ -106,16 +110,47 @@ fn safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(120).collect()
 }
 
-/// RFC 2047 encoding of a header value when it is not plain ASCII.
-fn encode_header(v: &str) -> String {
-    if v.is_ascii() { v.to_string() } else { format!("=?UTF-8?B?{}?=", STANDARD.encode(v)) }
+/// A header value on one line: CR and LF (header injection) become spaces.
+fn one_line(v: &str) -> String {
+    v.replace(['\r', '\n'], " ")
 }
 
-/// `Name <addr>` with the display name encoded when needed.
+/// RFC 2047 encoding of a header value when it is not plain ASCII: `=?UTF-8?B?…?=` words of at
+/// most 39 bytes of text each (never splitting a character), folded onto continuation lines so
+/// every line stays under 78 characters.
+fn encode_header(v: &str) -> String {
+    let v = one_line(v);
+    if v.is_ascii() {
+        return v;
+    }
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < v.len() {
+        let mut end = (start + 39).min(v.len());
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        words.push(format!("=?UTF-8?B?{}?=", STANDARD.encode(&v[start..end])));
+        start = end;
+    }
+    words.join("\r\n ")
+}
+
+/// `Name <addr>`: the display name encoded when not ASCII, quoted when it holds specials.
 fn encode_address(v: &str) -> String {
-    match v.rsplit_once('<') {
-        Some((name, addr)) if !name.is_ascii() => format!("{} <{}", encode_header(name.trim().trim_matches('"')), addr),
-        _ => v.to_string(),
+    let v = one_line(v);
+    let Some((name, addr)) = v.rsplit_once('<') else { return v };
+    let name = name.trim();
+    if name.is_empty() {
+        return format!("<{addr}");
+    }
+    let bare = name.trim_matches('"');
+    if !bare.is_ascii() {
+        format!("{} <{addr}", encode_header(bare))
+    } else if name.starts_with('"') || !bare.contains(|c: char| "()<>[]:;@\\,.\"".contains(c)) {
+        format!("{name} <{addr}")
+    } else {
+        format!("\"{}\" <{addr}", bare.replace('\\', "\\\\").replace('"', "\\\""))
     }
 }
 
@@ -123,12 +158,14 @@ fn wrap76(b64: &str) -> String {
     b64.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\r\n")
 }
 
-/// The message as RFC 5322 text: multipart/alternative, text then HTML, base64 bodies.
+/// The message as RFC 5322 text: multipart/alternative, text then HTML, base64 bodies (UTF-8),
+/// `Message-ID`, `Date`, the model's extra headers (`List-Unsubscribe`…), non-ASCII header text
+/// encoded per RFC 2047.
 pub fn render_eml(email: &OutgoingEmail, message_id: &str, at: chrono::DateTime<chrono::Utc>) -> String {
     let boundary = format!("ember-{}", uuid::Uuid::new_v4().simple());
     let mut h = vec![
         format!("From: {}", encode_address(&email.from)),
-        format!("To: {}", email.to),
+        format!("To: {}", encode_address(&email.to)),
         format!("Subject: {}", encode_header(&email.subject)),
         format!("Date: {}", at.to_rfc2822()),
         format!("Message-ID: <{message_id}>"),
@@ -138,10 +175,10 @@ pub fn render_eml(email: &OutgoingEmail, message_id: &str, at: chrono::DateTime<
         h.push(format!("Reply-To: {}", encode_address(r)));
     }
     for (k, v) in &email.headers {
-        h.push(format!("{k}: {v}"));
+        h.push(format!("{}: {}", one_line(k).replace(':', ""), encode_header(v)));
     }
-    h.push(format!("X-Ember-Campaign: {}", email.campaign));
-    h.push(format!("X-Ember-Template: {}", email.template));
+    h.push(format!("X-Ember-Campaign: {}", encode_header(&email.campaign)));
+    h.push(format!("X-Ember-Template: {}", encode_header(&email.template)));
     h.push(format!("Content-Type: multipart/alternative; boundary=\"{boundary}\""));
     let part = |ct: &str, body: &str| {
         format!(
@@ -149,7 +186,12 @@ pub fn render_eml(email: &OutgoingEmail, message_id: &str, at: chrono::DateTime<
             wrap76(&STANDARD.encode(body))
         )
     };
-    format!("{}\r\n\r\n{}{}--{boundary}--\r\n", h.join("\r\n"), part("text/plain", &email.text), part("text/html", &email.html))
+    format!(
+        "{}\r\n\r\n{}{}--{boundary}--\r\n",
+        h.join("\r\n"),
+        part("text/plain", &email.text),
+        part("text/html", &email.html)
+    )
 }
 
 #[async_trait]
@@ -203,9 +245,60 @@ mod tests {
         assert!(eml.contains("Content-Type: multipart/alternative"));
         let html_b64 = STANDARD.encode("<p>Hello &lt;b&gt;</p>");
         assert!(eml.contains(&html_b64), "the HTML part is kept as rendered (escaped)");
+        assert!(eml.contains("Message-ID: <") && eml.contains("\r\nDate: ") && eml.contains("MIME-Version: 1.0"));
+        assert!(eml.contains("List-Unsubscribe: <https://x/v1/unsubscribe?token=t>"));
+        assert!(
+            eml.contains(&format!("From: =?UTF-8?B?{}?= <hi@ember.example>", STANDARD.encode("Café Ember"))),
+            "{eml}"
+        );
+        assert!(eml.contains(&STANDARD.encode("Hello <b>")), "the text part");
+        assert_eq!(
+            (sent[0].send_id.as_str(), sent[0].lead_id.as_str(), sent[0].subject.as_str()),
+            ("s1", "ld_1", "Bonjour Léa")
+        );
+        let SendOutcome::Sent { message_id } = &a else { panic!("{a:?}") };
+        assert_eq!(&sent[0].message_id, message_id);
         // Reopening reads the index back: still idempotent.
         let again = OutboxMailer::new(dir.path()).unwrap();
         assert_eq!(again.send(&email("s1")).await, a);
         assert_eq!(again.sent().unwrap().len(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "two .eml files and the index");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_sends_of_one_id_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = std::sync::Arc::new(OutboxMailer::new(dir.path()).unwrap());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move { m.send(&email("same")).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        assert!(outcomes.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(m.sent().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn headers_are_encoded_folded_and_kept_on_one_line() {
+        let long = "Réservez votre démo de la plateforme Ember — places limitées cette semaine";
+        let h = encode_header(long);
+        assert!(h.lines().all(|l| l.len() <= 76), "{h}");
+        let decoded: String = h
+            .split("\r\n ")
+            .map(|w| {
+                String::from_utf8(STANDARD.decode(w.trim_start_matches("=?UTF-8?B?").trim_end_matches("?=")).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(decoded, long);
+        assert_eq!(encode_header("Hi\r\nBcc: x@y"), "Hi  Bcc: x@y");
+        assert_eq!(encode_address("Shop, Inc <a@b.example>"), "\"Shop, Inc\" <a@b.example>");
+        assert_eq!(encode_address("Shop <a@b.example>"), "Shop <a@b.example>");
+        assert_eq!(encode_address("a@b.example"), "a@b.example");
     }
 }

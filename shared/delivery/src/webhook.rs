@@ -3,19 +3,28 @@
 use async_trait::async_trait;
 use ember_service::ports::{DeliveryResult, WebhookDelivery, WebhookSender};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Delays before each retry (the first attempt is immediate).
+/// Retry schedule of [`HttpWebhookSender`]: the first attempt is immediate, then one retry
+/// after each delay; a `Retry-After` answer lengthens the next delay (up to `max_retry_after`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Waits before attempts 2, 3, …
     pub delays: Vec<Duration>,
-    /// Longest `Retry-After` honoured.
+    /// Longest `Retry-After` honoured (longer values are cut to this).
     pub max_retry_after: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// This schedule, with the default `Retry-After` cap and timeout (Lambda and tests pass
+    /// short schedules; the dead-letter queue takes over after them).
+    pub fn new(delays: Vec<Duration>) -> RetryPolicy {
+        RetryPolicy { delays, ..RetryPolicy::default() }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -30,24 +39,92 @@ impl Default for RetryPolicy {
     }
 }
 
-/// POSTs deliveries; retries 5xx, 408, 429 and network errors; stops at 410 (disable) and other
-/// 4xx (permanent). Deliveries whose URL is not configured are appended to a JSON-lines file.
-pub struct HttpWebhookSender {
-    client: reqwest::Client,
-    policy: RetryPolicy,
-    unconfigured: Option<PathBuf>,
+/// Appends deliveries to a JSON-lines file instead of sending them: what happens to webhooks
+/// whose URL is not configured (`${VAR}` unset), so `ember dev` still shows what would be sent.
+/// The file holds the bodies (personal data): it stays in the local data folder.
+#[derive(Debug)]
+pub struct FileWebhookRecorder {
+    path: PathBuf,
     lock: Mutex<()>,
 }
 
+impl FileWebhookRecorder {
+    /// A recorder appending to `path` (created on first use).
+    pub fn new(path: impl Into<PathBuf>) -> FileWebhookRecorder {
+        FileWebhookRecorder { path: path.into(), lock: Mutex::new(()) }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every delivery recorded so far, oldest first (unreadable lines are skipped).
+    pub fn recorded(&self) -> std::io::Result<Vec<WebhookDelivery>> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn append(&self, d: &WebhookDelivery) -> std::io::Result<()> {
+        let line = serde_json::to_string(d).map_err(std::io::Error::other)?;
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        writeln!(f, "{line}")
+    }
+}
+
+#[async_trait]
+impl WebhookSender for FileWebhookRecorder {
+    /// Records the delivery: `Delivered { attempts: 0 }` (nothing went over the network).
+    async fn deliver(&self, d: &WebhookDelivery) -> DeliveryResult {
+        match self.append(d) {
+            Ok(()) => {
+                tracing::info!(webhook_id = %d.id, hook = %d.hook, "webhook not configured; delivery recorded");
+                DeliveryResult::Delivered { attempts: 0 }
+            }
+            Err(e) => DeliveryResult::Failed { error: format!("recording the delivery failed: {e}"), attempts: 0 },
+        }
+    }
+}
+
+/// POSTs deliveries (Standard Webhooks headers); retries 5xx, 408, 429 and network errors on the
+/// [`RetryPolicy`] schedule, honouring `Retry-After` (seconds, capped); stops at 410 (→
+/// [`DeliveryResult::Disabled`]) and at other 3xx/4xx (permanent → `Failed` at once). Redirects
+/// are not followed. Deliveries without a URL go to the optional [`FileWebhookRecorder`] (without
+/// one they fail). Logs carry ids, status codes and attempt counts, never bodies.
+pub struct HttpWebhookSender {
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    unconfigured: Option<FileWebhookRecorder>,
+}
+
+impl std::fmt::Debug for HttpWebhookSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpWebhookSender")
+            .field("policy", &self.policy)
+            .field("unconfigured", &self.unconfigured)
+            .finish()
+    }
+}
+
+/// `User-Agent` of deliveries.
+pub const USER_AGENT: &str = concat!("Ember-Webhooks/", env!("CARGO_PKG_VERSION"));
+
 impl HttpWebhookSender {
-    /// A sender with this policy; `unconfigured` records deliveries that have no URL.
+    /// A sender with this policy; `unconfigured` (a JSON-lines path) records deliveries that
+    /// have no URL.
     pub fn new(policy: RetryPolicy, unconfigured: Option<PathBuf>) -> HttpWebhookSender {
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
-            .user_agent(concat!("Ember-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with static settings");
-        HttpWebhookSender { client, policy, unconfigured, lock: Mutex::new(()) }
+        HttpWebhookSender { client, policy, unconfigured: unconfigured.map(FileWebhookRecorder::new) }
     }
 
     /// The local default: the default policy, unconfigured deliveries kept in `path`.
@@ -55,35 +132,29 @@ impl HttpWebhookSender {
         HttpWebhookSender::new(RetryPolicy::default(), Some(path.into()))
     }
 
-    fn record(&self, d: &WebhookDelivery) -> DeliveryResult {
-        let Some(path) = &self.unconfigured else {
-            return DeliveryResult::Failed { error: format!("webhook `{}` has no URL", d.hook), attempts: 0 };
-        };
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let r = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| {
-            writeln!(f, "{}", serde_json::to_string(d).map_err(std::io::Error::other)?)
-        });
-        match r {
-            Ok(()) => {
-                tracing::info!(webhook_id = %d.id, hook = %d.hook, "webhook not configured; delivery recorded");
-                DeliveryResult::Delivered { attempts: 0 }
-            }
-            Err(e) => DeliveryResult::Failed { error: format!("recording failed: {e}"), attempts: 0 },
-        }
+    /// The recorder of unconfigured deliveries, if any.
+    pub fn recorder(&self) -> Option<&FileWebhookRecorder> {
+        self.unconfigured.as_ref()
+    }
+
+    /// The wait before attempt `attempts + 1`, or `None` when the schedule is exhausted.
+    fn next_wait(&self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let planned = *self.policy.delays.get(attempts as usize - 1)?;
+        Some(retry_after.map_or(planned, |r| r.min(self.policy.max_retry_after).max(planned)))
     }
 }
 
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
     async fn deliver(&self, d: &WebhookDelivery) -> DeliveryResult {
-        let Some(url) = &d.url else { return self.record(d) };
+        let Some(url) = &d.url else {
+            return match &self.unconfigured {
+                Some(r) => r.deliver(d).await,
+                None => DeliveryResult::Failed { error: format!("webhook `{}` has no URL", d.hook), attempts: 0 },
+            };
+        };
         let mut attempts = 0u32;
-        let mut last_error;
-        let mut wait = Duration::ZERO;
         loop {
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
             attempts += 1;
             let mut req = self
                 .client
@@ -94,46 +165,51 @@ impl WebhookSender for HttpWebhookSender {
             if !d.signature.is_empty() {
                 req = req.header("webhook-signature", &d.signature);
             }
-            match req.body(d.body.clone()).send().await {
+            let (error, retry_after) = match req.body(d.body.clone()).send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     tracing::info!(webhook_id = %d.id, hook = %d.hook, status, attempts, "webhook attempt");
-                    if (200..300).contains(&status) {
-                        return DeliveryResult::Delivered { attempts };
-                    }
-                    if status == 410 {
-                        return DeliveryResult::Disabled;
-                    }
-                    last_error = format!("HTTP {status}");
-                    if (400..500).contains(&status) && status != 408 && status != 429 {
-                        return DeliveryResult::Failed { error: last_error, attempts };
+                    match status {
+                        200..=299 => return DeliveryResult::Delivered { attempts },
+                        410 => return DeliveryResult::Disabled,
+                        408 | 429 | 500..=599 => {}
+                        _ => return DeliveryResult::Failed { error: format!("HTTP {status}"), attempts },
                     }
                     let retry_after = resp
                         .headers()
-                        .get("retry-after")
+                        .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s).min(self.policy.max_retry_after));
-                    match self.policy.delays.get(attempts as usize - 1) {
-                        Some(d) => wait = retry_after.map_or(*d, |r| r.max(*d)),
-                        None => return DeliveryResult::Failed { error: last_error, attempts },
-                    }
+                        .map(Duration::from_secs);
+                    (format!("HTTP {status}"), retry_after)
+                }
+                Err(e) if e.is_builder() => {
+                    tracing::warn!(webhook_id = %d.id, hook = %d.hook, "webhook URL is invalid");
+                    return DeliveryResult::Failed { error: "invalid URL".into(), attempts };
                 }
                 Err(e) => {
-                    last_error = if e.is_timeout() { "timed out".to_string() } else { "connection failed".to_string() };
-                    tracing::info!(webhook_id = %d.id, hook = %d.hook, attempts, error = %last_error, "webhook attempt");
-                    match self.policy.delays.get(attempts as usize - 1) {
-                        Some(d) => wait = *d,
-                        None => return DeliveryResult::Failed { error: last_error, attempts },
-                    }
+                    // The error text may hold the URL (and whatever secret it carries): keep the kind only.
+                    let error = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "connection failed"
+                    } else {
+                        "request failed"
+                    };
+                    tracing::info!(webhook_id = %d.id, hook = %d.hook, attempts, error, "webhook attempt");
+                    (error.to_string(), None)
                 }
+            };
+            match self.next_wait(attempts, retry_after) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return DeliveryResult::Failed { error, attempts },
             }
         }
     }
 }
 
-/// Keeps every delivery in memory (scenarios and tests).
-#[derive(Default)]
+/// Keeps every delivery in memory (scenarios and tests); always answers `Delivered { attempts: 1 }`.
+#[derive(Debug, Default)]
 pub struct MemoryWebhookRecorder {
     deliveries: Mutex<Vec<WebhookDelivery>>,
 }
@@ -162,12 +238,14 @@ mod tests {
     use super::*;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     /// A receiver that verifies signatures and answers from a script of statuses.
+    /// Counts hits and attempts that carry a valid signature and the expected content type and
+    /// user agent.
     async fn receiver(script: Vec<(u16, Option<&'static str>)>) -> (String, Arc<AtomicU32>, Arc<AtomicU32>) {
         let hits = Arc::new(AtomicU32::new(0));
         let verified = Arc::new(AtomicU32::new(0));
@@ -180,7 +258,20 @@ mod tests {
                     let n = h.fetch_add(1, Ordering::SeqCst) as usize;
                     let get = |k: &str| headers.get(k).and_then(|x| x.to_str().ok()).unwrap_or("").to_string();
                     let now = chrono::Utc::now().timestamp();
-                    if ember_service::signing::verify(SECRET, &get("webhook-id"), &get("webhook-timestamp"), &get("webhook-signature"), &body, now, 300).is_ok() {
+                    let signed = ember_service::signing::verify(
+                        SECRET,
+                        &get("webhook-id"),
+                        &get("webhook-timestamp"),
+                        &get("webhook-signature"),
+                        &body,
+                        now,
+                        300,
+                    );
+                    if signed.is_ok()
+                        && get("content-type") == "application/json"
+                        && get("user-agent") == USER_AGENT
+                        && get("webhook-id") == "msg_1"
+                    {
                         v.fetch_add(1, Ordering::SeqCst);
                     }
                     let (status, retry_after) = script.get(n).copied().unwrap_or((200, None));
@@ -214,7 +305,11 @@ mod tests {
     }
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { delays: vec![Duration::from_millis(10); 3], max_retry_after: Duration::from_secs(2), timeout: Duration::from_secs(5) }
+        RetryPolicy {
+            delays: vec![Duration::from_millis(10); 3],
+            max_retry_after: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+        }
     }
 
     #[tokio::test]
@@ -232,7 +327,7 @@ mod tests {
         assert_eq!(HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await, DeliveryResult::Disabled);
         let (url, hits, _) = receiver(vec![(400, None)]).await;
         let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
-        assert!(matches!(r, DeliveryResult::Failed { attempts: 1, .. }), "{r:?}");
+        assert_eq!(r, DeliveryResult::Failed { error: "HTTP 400".into(), attempts: 1 });
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
@@ -250,13 +345,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn redirects_are_permanent_and_timeouts_are_retried() {
+        let (url, hits, _) = receiver(vec![(302, None)]).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        assert_eq!(r, DeliveryResult::Failed { error: "HTTP 302".into(), attempts: 1 });
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        let (url, hits, verified) = receiver(vec![(408, None), (429, None), (200, None)]).await;
+        assert_eq!(
+            HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await,
+            DeliveryResult::Delivered { attempts: 3 }
+        );
+        assert_eq!((hits.load(Ordering::SeqCst), verified.load(Ordering::SeqCst)), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn network_errors_are_retried_then_fail() {
+        // A port nothing listens on: bind, note the address, close.
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&format!("http://{addr}/hook"))).await;
+        assert_eq!(r, DeliveryResult::Failed { error: "connection failed".into(), attempts: 4 });
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery("not a url")).await;
+        assert_eq!(r, DeliveryResult::Failed { error: "invalid URL".into(), attempts: 1 });
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_capped() {
+        let (url, _, _) = receiver(vec![(503, Some("3600")), (200, None)]).await;
+        let policy = RetryPolicy { max_retry_after: Duration::from_millis(50), ..fast() };
+        let t = std::time::Instant::now();
+        assert_eq!(
+            HttpWebhookSender::new(policy, None).deliver(&delivery(&url)).await,
+            DeliveryResult::Delivered { attempts: 2 }
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
     async fn unconfigured_hooks_are_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webhooks.jsonl");
         let mut d = delivery("http://unused");
         d.url = None;
-        let r = HttpWebhookSender::new(fast(), Some(path.clone())).deliver(&d).await;
-        assert_eq!(r, DeliveryResult::Delivered { attempts: 0 });
-        assert!(std::fs::read_to_string(path).unwrap().contains("msg_1"));
+        let sender = HttpWebhookSender::new(fast(), Some(path.clone()));
+        assert_eq!(sender.deliver(&d).await, DeliveryResult::Delivered { attempts: 0 });
+        assert_eq!(sender.recorder().unwrap().recorded().unwrap(), vec![d.clone()]);
+        let r = HttpWebhookSender::new(fast(), None).deliver(&d).await;
+        assert!(matches!(r, DeliveryResult::Failed { attempts: 0, .. }), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn memory_recorder_keeps_everything() {
+        let m = MemoryWebhookRecorder::new();
+        let d = delivery("http://unused");
+        assert_eq!(m.deliver(&d).await, DeliveryResult::Delivered { attempts: 1 });
+        assert_eq!(m.deliveries(), vec![d]);
     }
 }

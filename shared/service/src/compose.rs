@@ -5,7 +5,7 @@
 use crate::ports::OutgoingEmail;
 use ember_scoring::{Lead, Model, SendIntent};
 use handlebars::Handlebars;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// What the composer needs besides the model.
 #[derive(Debug, Clone)]
@@ -144,7 +144,12 @@ pub fn html_to_text(html: &str) -> String {
             if let Some(h) = href.take() {
                 out.push_str(&format!(" ({h})"));
             }
-        } else if lower == "/p" || lower.starts_with("br") || lower == "/div" || lower == "/li" || lower.starts_with("/h") {
+        } else if lower == "/p"
+            || lower.starts_with("br")
+            || lower == "/div"
+            || lower == "/li"
+            || lower.starts_with("/h")
+        {
             out.push('\n');
         }
         rest = &rest[lt + gt + 1..];
@@ -181,7 +186,11 @@ templates:
     }
 
     fn settings() -> ComposeSettings {
-        ComposeSettings { public_url: "https://api.example".into(), unsubscribe_secret: b"k".to_vec(), unsubscribe_mailto: None }
+        ComposeSettings {
+            public_url: "https://api.example".into(),
+            unsubscribe_secret: b"k".to_vec(),
+            unsubscribe_mailto: None,
+        }
     }
 
     #[test]
@@ -191,7 +200,14 @@ templates:
         let mut lead = Lead::new("ld_1", &m, "2026-01-01T00:00:00Z".parse().unwrap());
         lead.traits.insert("first_name".into(), json!("<script>x</script>"));
         lead.email = Some("a@b.example".into());
-        let intent = SendIntent { send_id: "s".into(), lead_id: "ld_1".into(), to: "a@b.example".into(), campaign: "c".into(), step: 0, template: "hello".into() };
+        let intent = SendIntent {
+            send_id: "s".into(),
+            lead_id: "ld_1".into(),
+            to: "a@b.example".into(),
+            campaign: "c".into(),
+            step: 0,
+            template: "hello".into(),
+        };
         let e = c.compose(&intent, &lead).unwrap();
         assert!(e.html.contains("&lt;script&gt;"), "{}", e.html);
         assert!(!e.html.contains("<script>"));
@@ -205,6 +221,41 @@ templates:
         assert_eq!(e.configuration_set.as_deref(), Some("cs"));
         assert!(e.text.contains("Hello <script>x</script>"));
         assert!(e.text.contains("(https://api.example/v1/unsubscribe?token="));
+    }
+
+    #[test]
+    fn missing_traits_render_empty_and_text_templates_are_not_escaped() {
+        let m = model(
+            "  plain:\n    subject: \"{{#if first_name}}Hi {{first_name}}{{else}}Hello{{/if}} & welcome\"\n    html: \"<p>{{company}}</p>\"\n    text: \"Dear {{first_name}}, {{company}} ({{scores.engagement}}, {{stage}}, {{campaign}}) {{unsubscribe_url}}\"\n",
+        );
+        let mut s = settings();
+        s.unsubscribe_mailto = Some("unsubscribe@shop.example".into());
+        let c = Composer::new(&m, s).unwrap();
+        let mut lead = Lead::new("ld_2", &m, "2026-01-01T00:00:00Z".parse().unwrap());
+        lead.traits.insert("company".into(), json!("A & B <Ltd>"));
+        let intent = SendIntent {
+            send_id: "s2".into(),
+            lead_id: "ld_2".into(),
+            to: "x@y.example".into(),
+            campaign: "nurture".into(),
+            step: 1,
+            template: "plain".into(),
+        };
+        let e = c.compose(&intent, &lead).unwrap();
+        assert_eq!(e.subject, "Hello & welcome");
+        assert_eq!(e.html, "<p>A &amp; B &lt;Ltd&gt;</p>");
+        assert!(
+            e.text.starts_with("Dear , A & B <Ltd> (0, visitor, nurture) https://api.example/v1/unsubscribe?token="),
+            "{}",
+            e.text
+        );
+        let list = &e.headers.iter().find(|(k, _)| k == "List-Unsubscribe").unwrap().1;
+        assert!(
+            list.starts_with("<https://api.example/v1/unsubscribe?token=")
+                && list.contains(", <mailto:unsubscribe@shop.example"),
+            "{list}"
+        );
+        assert_eq!((e.from.as_str(), e.step, e.template.as_str()), ("Shop <hi@shop.example>", 1, "plain"));
     }
 
     #[test]
