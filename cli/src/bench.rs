@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only the pure scoring benchmark (for instruction counting under callgrind).
+    #[arg(long)]
+    pub scoring_only: bool,
 }
 
 /// A realistic mix of website and email events for lead `i`, event `n`.
@@ -107,6 +110,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let n = events.len() as f64;
     let scoring_rate = n / score_secs;
     let decode_rate = n / decode_secs;
+
+    if args.scoring_only {
+        println!(
+            "scoring (pure, one core): {scoring_rate:.0} events/s   baseline JSON decode+validate: {decode_rate:.0} events/s   ratio {:.2}",
+            scoring_rate / decode_rate
+        );
+        return Ok(());
+    }
 
     // --- Embedded ingest end to end ----------------------------------------------------
     let dir = tempfile::tempdir()?;

@@ -5,6 +5,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: scoring and ingest allocate many small, short-lived values.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ember: lead scoring and nurturing.
 #[derive(Debug, Parser)]
 #[command(name = "ember", version, about)]

@@ -168,27 +168,32 @@ fn fmt_num(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
 }
 
-/// Case-insensitive glob: `*` matches any run of characters, `/` included.
+/// Case-insensitive glob: `*` matches any run of characters, `/` included. The pattern is
+/// already lower-cased; the text is lower-cased only when it needs to be.
 pub fn glob_match(pattern_lower: &str, text: &str) -> bool {
-    let text = text.to_lowercase();
-    let parts: Vec<&str> = pattern_lower.split('*').collect();
-    if parts.len() == 1 {
-        return parts[0] == text;
+    if text.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        return glob_lower(pattern_lower, &text.to_lowercase());
     }
-    let mut rest = text.as_str();
-    let first = parts[0];
-    if !rest.starts_with(first) {
-        return false;
-    }
-    rest = &rest[first.len()..];
-    let last = parts[parts.len() - 1];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
+    glob_lower(pattern_lower, text)
+}
+
+fn glob_lower(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let mut last: Option<&str> = None;
+    for part in parts {
+        if let Some(prev) = last.replace(part) {
+            match rest.find(prev) {
+                Some(i) => rest = &rest[i + prev.len()..],
+                None => return false,
+            }
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    match last {
+        None => rest.is_empty(),
+        Some(tail) => rest.len() >= tail.len() && rest.ends_with(tail),
+    }
 }
 
 fn scalar_eq(want: &Scalar, have: Val<'_>) -> bool {
@@ -233,7 +238,10 @@ impl Test {
     pub fn eval(&self, have: Option<Val<'_>>, lists: &BTreeMap<String, Vec<String>>) -> bool {
         match self {
             Test::Eq(want) => have.is_some_and(|h| scalar_eq(want, h) || list_has(h, |x| scalar_eq(want, x))),
-            Test::Glob(p) => have.is_some_and(|h| h.as_text().is_some_and(|t| glob_match(p, &t))),
+            Test::Glob(p) => have.is_some_and(|h| match h.scalar() {
+                Some(Val::Str(t)) => glob_match(p, t),
+                _ => h.as_text().is_some_and(|t| glob_match(p, &t)),
+            }),
             Test::AnyOf(items) => items.iter().any(|t| t.eval(have, lists)),
             Test::Ops(ops) => ops.iter().all(|op| op_eval(op, have, lists)),
         }

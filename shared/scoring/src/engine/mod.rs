@@ -222,13 +222,13 @@ impl Engine {
                 }
             }
         }
-        let t = self.temperature_of(lead).map(str::to_string);
-        if lead.temperature != t {
-            lead.temperature = t;
+        let t = self.temperature_of(lead);
+        if lead.temperature.as_deref() != t {
+            lead.temperature = t.map(str::to_string);
         }
-        let q = self.quadrant_of(lead).map(str::to_string);
-        if lead.quadrant != q {
-            lead.quadrant = q;
+        let q = self.quadrant_of(lead);
+        if lead.quadrant.as_deref() != q {
+            lead.quadrant = q.map(str::to_string);
         }
     }
 

@@ -129,7 +129,10 @@ impl Engine {
                 out.push(Change::Skipped { source: rule.id.clone(), note: "machine traffic (mail scanner or proxy): recorded, no points".into() });
                 continue;
             }
-            let state = lead.rules.entry(rule.id.clone()).or_default();
+            if !lead.rules.contains_key(&rule.id) {
+                lead.rules.insert(rule.id.clone(), RuleState::default());
+            }
+            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
             if b.once && state.fired > 0 {
                 out.push(Change::Skipped { source: rule.id.clone(), note: "once: already given".into() });
                 continue;
@@ -139,48 +142,53 @@ impl Engine {
                 state.hits.insert(pos, e.at);
                 let from = e.at - c.within.to_chrono();
                 state.hits.retain(|t| *t > from);
+                // Only the newest `at_least` hits can decide whether the rule fires.
+                if state.hits.len() > c.at_least as usize {
+                    let cut = state.hits.len() - c.at_least as usize;
+                    state.hits.drain(..cut);
+                }
                 let in_window = state.hits.iter().filter(|t| **t <= e.at).count();
                 let rested = state.last_at.is_none_or(|l| e.at - l >= c.within.to_chrono());
                 if in_window < c.at_least as usize || !rested {
                     continue;
                 }
             }
+            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
+            state.fired += 1;
+            state.first_at = Some(state.first_at.map_or(e.at, |f| f.min(e.at)));
+            state.last_at = Some(state.last_at.map_or(e.at, |l| l.max(e.at)));
             // Points, cut to what the cap leaves in every window that contains this moment.
-            let mut asked_given = Vec::with_capacity(rule.points.len());
+            let mut award = if b.cap.is_some() { Vec::with_capacity(rule.points.len()) } else { Vec::new() };
             for (k, &(group, n)) in rule.points.iter().enumerate() {
                 let mut allow = n;
                 let mut note = None;
                 if let (Some(cap), true) = (b.cap, n > 0) {
-                    let used = cap_used(state, k, e.at, cap.per.to_chrono());
+                    let used = lead.rules.get(&rule.id).map_or(0, |st| cap_used(st, k, e.at, cap.per.to_chrono()));
                     let left = (cap.points - used).max(0);
                     if left < n {
                         allow = left;
                         note = Some(format!("cap: {} points per {}", cap.points, cap.per));
                     }
                 }
-                asked_given.push((group, n, allow, note));
-            }
-            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-            state.fired += 1;
-            state.first_at = Some(state.first_at.map_or(e.at, |f| f.min(e.at)));
-            state.last_at = Some(state.last_at.map_or(e.at, |l| l.max(e.at)));
-            let mut award = Vec::with_capacity(asked_given.len());
-            let asked: Vec<i64> = rule.points.iter().map(|(_, n)| *n).collect();
-            let mut givens = Vec::with_capacity(asked_given.len());
-            for (group, n, allow, note) in asked_given {
                 let given = self.add_points(lead, group, allow);
                 let note = note.or_else(|| (given != allow).then(|| "limited by the score's bounds".to_string()));
                 let gname = &self.model.scores[group].name;
-                givens.push((gname.clone(), given));
-                award.push(given);
+                if b.cap.is_some() {
+                    award.push(given);
+                }
+                let state = lead.rules.get_mut(&rule.id).expect("inserted above");
+                match state.total.get_mut(gname) {
+                    Some(t) => *t += given,
+                    None => {
+                        state.total.insert(gname.clone(), given);
+                    }
+                }
                 out.push(Change::Points { source: rule.id.clone(), group: gname.clone(), asked: n, given, note });
             }
             let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-            for (g, given) in givens {
-                *state.total.entry(g).or_insert(0) += given;
-            }
             if let Some(cap) = b.cap {
                 let pos = state.awards.partition_point(|a| a.at <= e.at);
+                let asked = rule.points.iter().map(|(_, n)| *n).collect();
                 state.awards.insert(pos, Award { at: e.at, points: award, asked });
                 prune_awards(&mut state.awards, cap.per.to_chrono());
             }
@@ -247,7 +255,10 @@ impl Engine {
 fn cap_used(state: &RuleState, k: usize, at: Time, per: chrono::Duration) -> i64 {
     let lo = at - per;
     let hi = at + per;
-    state.awards.iter().filter(|a| a.at > lo && a.at < hi).map(|a| a.points.get(k).copied().unwrap_or(0).max(0)).sum()
+    // Awards are sorted by time: look only at the slice inside (lo, hi).
+    let from = state.awards.partition_point(|a| a.at <= lo);
+    let to = state.awards.partition_point(|a| a.at < hi);
+    state.awards[from..to.max(from)].iter().map(|a| a.points.get(k).copied().unwrap_or(0).max(0)).sum()
 }
 
 /// How long awards of capped rules are kept at least: long enough for a later anonymous →
@@ -263,7 +274,10 @@ pub(crate) fn prune_awards(awards: &mut Vec<Award>, per: chrono::Duration) {
     if let Some(last) = awards.last().map(|a| a.at) {
         let keep = (per + per).max(chrono::Duration::days(AWARD_RETENTION_DAYS));
         let from = last - keep;
-        awards.retain(|a| a.at > from);
+        let cut = awards.partition_point(|a| a.at <= from);
+        if cut > 0 {
+            awards.drain(..cut);
+        }
     }
     if awards.len() > MAX_AWARDS {
         let cut = awards.len() - MAX_AWARDS;
