@@ -40,6 +40,13 @@ impl std::error::Error for ModelErrors {}
 
 const QUADRANTS: &[&str] = &["engage_now", "nurture", "sales_check", "deprioritize"];
 
+/// Path of errors about the file as a whole.
+const ROOT: &str = "(root)";
+
+/// The operators of a matcher map.
+const OPERATORS: &[&str] =
+    &["eq", "ne", "in", "not_in", "in_list", "contains", "contains_any", "starts_with", "gt", "gte", "lt", "lte", "exists"];
+
 impl Model {
     /// Reads and validates a model file; template bodies given as file paths are read relative
     /// to the model's folder.
@@ -53,18 +60,27 @@ impl Model {
 
     /// Validates YAML text; `file` names it in messages; `base_dir` resolves template paths.
     pub fn from_yaml_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Model, ModelErrors> {
-        let root: Value = serde_yaml::from_str(text).map_err(|e| {
-            let at = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
-            ModelErrors(vec![ModelError { file: file.into(), path: "(syntax)".into(), message: format!("{e}{at}") }])
-        })?;
+        let syntax = |e: serde_yaml::Error| {
+            let msg = e.to_string();
+            let at = match e.location() {
+                Some(l) if !msg.contains("line") => format!(" (line {}, column {})", l.line(), l.column()),
+                _ => String::new(),
+            };
+            ModelErrors(vec![ModelError { file: file.into(), path: "(syntax)".into(), message: format!("{msg}{at}") }])
+        };
+        let mut root: Value = serde_yaml::from_str(text).map_err(syntax)?;
+        // `<<: *anchor` merge keys are a YAML 1.1 habit; resolve them rather than call them unknown.
+        root.apply_merge().map_err(syntax)?;
         let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), ..Ctx::default() };
         let model = cx.model(&root);
-        if cx.errors.is_empty() {
-            let mut m = model.expect("a model is built whenever there are no errors");
-            m.warnings = cx.warnings;
-            Ok(m)
-        } else {
-            Err(ModelErrors(cx.errors))
+        sort_in_file_order(&mut cx.errors, &root);
+        sort_in_file_order(&mut cx.warnings, &root);
+        match model {
+            Some(mut m) if cx.errors.is_empty() => {
+                m.warnings = cx.warnings;
+                Ok(m)
+            }
+            _ => Err(ModelErrors(cx.errors)),
         }
     }
 }
@@ -91,6 +107,13 @@ fn key_str(k: &Value) -> String {
         Value::Number(n) => n.to_string(),
         _ => "?".into(),
     }
+}
+
+/// Names for a "(known: …)" hint, each once, in the given order.
+fn known<S: AsRef<str>>(names: &[S]) -> String {
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&str> = names.iter().map(AsRef::as_ref).filter(|n| seen.insert(*n)).collect();
+    if unique.is_empty() { "none declared".to_string() } else { unique.join(", ") }
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -154,6 +177,22 @@ impl Ctx {
         }
     }
 
+    /// A whole number from 1 to `u32::MAX` (counts and limits).
+    fn positive_u32(&mut self, v: &Value, path: &str) -> Option<u32> {
+        let n = self.int(v, path)?;
+        if n < 1 {
+            self.err(path, format!("must be at least 1, found {n}"));
+            return None;
+        }
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(path, format!("{n} is too large"));
+                None
+            }
+        }
+    }
+
     fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
         match v {
             Value::Bool(b) => Some(*b),
@@ -183,7 +222,7 @@ impl Ctx {
         match self.scores.iter().position(|g| g == name) {
             Some(i) => Some(i),
             None => {
-                let known = self.scores.join(", ");
+                let known = known(&self.scores);
                 self.err(path, format!("`{name}` is not a score group (known: {known})"));
                 None
             }
@@ -197,11 +236,16 @@ impl Ctx {
         match self.stages.iter().position(|s| s == name) {
             Some(i) => Some(i + 1),
             None => {
-                let known = self.stages.join(", ");
-                self.err(path, format!("`{name}` is not a stage (known: visitor, {known})"));
+                let known = self.known_stages();
+                self.err(path, format!("`{name}` is not a stage (known: {known})"));
                 None
             }
         }
+    }
+
+    /// `visitor` and the model's stage ids, for messages.
+    fn known_stages(&self) -> String {
+        known(&std::iter::once(VISITOR).chain(self.stages.iter().map(String::as_str)).collect::<Vec<_>>())
     }
 
     fn points(&mut self, v: &Value, path: &str) -> Points {
@@ -238,7 +282,17 @@ impl Ctx {
             "name", "timezone", "scores", "lists", "rules", "decay", "temperature", "quadrants", "stages", "handoff", "email",
             "templates", "campaigns",
         ];
-        let m = self.map(root, "", &top)?;
+        let m = match root {
+            Value::Mapping(_) => self.map(root, "", &top)?,
+            Value::Null => {
+                self.err(ROOT, "the file is empty: a model needs at least `name` and `scores`");
+                return None;
+            }
+            other => {
+                self.err(ROOT, format!("a model file is a map of keys (name, scores, rules…), found {}", kind_of(other)));
+                return None;
+            }
+        };
         let get = |k: &str| m.get(Value::String(k.into()));
         // Names first, so every reference can be checked whatever the order in the file.
         let name = match get("name") {
@@ -261,18 +315,24 @@ impl Ctx {
                 }
             }
         };
+        // Every declared group name counts as known, even one whose bounds are wrong, so that one
+        // mistake in `scores` does not echo through every rule that uses the group.
+        if let Some(Value::Mapping(sm)) = get("scores") {
+            self.scores = sm.keys().map(key_str).collect();
+        }
         let scores = self.scores(get("scores"));
-        self.scores = scores.iter().map(|g| g.name.clone()).collect();
+        if let Some(Value::Mapping(lm)) = get("lists") {
+            self.lists = lm.keys().map(key_str).collect();
+        }
         let lists = self.lists(get("lists"));
-        self.lists = lists.keys().cloned().collect();
         if let Some(Value::Sequence(st)) = get("stages") {
-            self.stages = st.iter().filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+            self.stages = st.iter().filter_map(|s| s.get("id").and_then(scalar_text)).collect();
         }
         if let Some(Value::Mapping(t)) = get("templates") {
             self.templates = t.keys().map(key_str).collect();
         }
         if let Some(Value::Sequence(cs)) = get("campaigns") {
-            self.campaigns = cs.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+            self.campaigns = cs.iter().filter_map(|c| c.get("id").and_then(scalar_text)).collect();
         }
         let temperature = get("temperature").and_then(|v| self.temperature(v));
         let quadrants = get("quadrants").and_then(|v| self.quadrants(v));
@@ -331,7 +391,10 @@ impl Ctx {
         for (k, g) in m {
             let name = key_str(k);
             let p = join("scores", &name);
-            let Some(gm) = self.map(g, &p, &["min", "max", "initial"]) else { continue };
+            let Some(gm) = self.map(g, &p, &["min", "max", "initial"]) else {
+                out.push(ScoreGroup { name, min: i64::MIN, max: i64::MAX, initial: 0 });
+                continue;
+            };
             let field = |cx: &mut Ctx, key: &str| match gm.get(Value::String(key.into())) {
                 Some(v) => cx.int(v, &join(&p, key)),
                 None => None,
@@ -351,8 +414,11 @@ impl Ctx {
                 } else if initial < min || initial > max {
                     self.err(&join(&p, "initial"), format!("{initial} is outside [{min}, {max}]"));
                 }
-                out.push(ScoreGroup { name, min, max, initial });
             }
+            // One entry per declared group, so indices match `self.scores`; a missing bound was
+            // reported above (the model is not built) and is replaced by a placeholder that
+            // triggers no further bound checks.
+            out.push(ScoreGroup { name, min: min.unwrap_or(i64::MIN), max: max.unwrap_or(i64::MAX), initial });
         }
         out
     }
@@ -386,31 +452,55 @@ impl Ctx {
                 None
             }
         };
-        let Some(Value::Sequence(bs)) = m.get(Value::String("bands".into())) else {
-            self.err("temperature.bands", "is missing (a list of `{label, below}` ending with `{label}`)");
-            return None;
+        let bs = match m.get(Value::String("bands".into())) {
+            Some(Value::Sequence(bs)) if !bs.is_empty() => bs,
+            Some(Value::Sequence(_)) => {
+                self.err("temperature.bands", "is empty: list `{label, below}` bands ending with `{label}`");
+                return None;
+            }
+            Some(other) => {
+                self.err("temperature.bands", format!("expected a list of `{{label, below}}` ending with `{{label}}`, found {}", kind_of(other)));
+                return None;
+            }
+            None => {
+                self.err("temperature.bands", "is missing (a list of `{label, below}` ending with `{label}`)");
+                return None;
+            }
         };
         let mut bands = Vec::new();
         let mut last_below: Option<i64> = None;
         for (i, b) in bs.iter().enumerate() {
             let p = format!("temperature.bands[{i}]");
             let Some(bm) = self.map(b, &p, &["label", "below"]) else { continue };
-            let label = bm.get(Value::String("label".into())).and_then(|l| self.string(l, &join(&p, "label"))).unwrap_or_default();
+            let label = match bm.get(Value::String("label".into())) {
+                Some(l) => self.string(l, &join(&p, "label")).unwrap_or_default(),
+                None => {
+                    self.err(&join(&p, "label"), "is missing");
+                    String::new()
+                }
+            };
+            if !label.is_empty() && self.bands.iter().any(|b| b.eq_ignore_ascii_case(&label)) {
+                self.err(&join(&p, "label"), format!("`{label}` is used by another band"));
+            }
             let below = bm.get(Value::String("below".into())).and_then(|x| self.int(x, &join(&p, "below")));
             let is_last = i + 1 == bs.len();
-            if is_last && below.is_some() {
+            if is_last && bm.contains_key(Value::String("below".into())) {
                 self.err(&join(&p, "below"), "the last band takes every score above the others: remove `below`");
             }
-            if !is_last && below.is_none() && bm.get(Value::String("below".into())).is_none() {
+            if !is_last && !bm.contains_key(Value::String("below".into())) {
                 self.err(&join(&p, "below"), "is missing (only the last band has no `below`)");
             }
-            if let (Some(prev), Some(b)) = (last_below, below) {
-                if b <= prev {
-                    self.err(&join(&p, "below"), format!("{b} must be above the previous band's {prev}"));
-                }
+            if let (Some(prev), Some(b), false) = (last_below, below, is_last)
+                && b <= prev
+            {
+                self.err(&join(&p, "below"), format!("{b} must be above the previous band's {prev}"));
             }
-            last_below = below.or(last_below);
-            self.bands.push(label.clone());
+            if !is_last {
+                last_below = below.or(last_below);
+            }
+            if !label.is_empty() {
+                self.bands.push(label.clone());
+            }
             bands.push(Band { label, below: if is_last { None } else { below } });
         }
         Some(Temperature { score: score?, bands })
@@ -528,15 +618,12 @@ impl Ctx {
     fn count(&mut self, v: &Value, path: &str) -> Option<Count> {
         let m = self.map(v, path, &["at_least", "within"])?;
         let at_least = match m.get(Value::String("at_least".into())) {
-            Some(x) => self.int(x, &join(path, "at_least")),
+            Some(x) => self.positive_u32(x, &join(path, "at_least")),
             None => {
                 self.err(&join(path, "at_least"), "is missing");
                 None
             }
         };
-        if at_least.is_some_and(|n| n < 1) {
-            self.err(&join(path, "at_least"), "must be at least 1");
-        }
         let within = match m.get(Value::String("within".into())) {
             Some(x) => self.span(x, &join(path, "within"), true),
             None => {
@@ -544,7 +631,7 @@ impl Ctx {
                 None
             }
         };
-        Some(Count { at_least: at_least? as u32, within: within? })
+        Some(Count { at_least: at_least?, within: within? })
     }
 
     fn decay(&mut self, v: Option<&Value>, scores: &[ScoreGroup]) -> Vec<Decay> {
@@ -581,7 +668,14 @@ impl Ctx {
                     self.err(&p, "needs `points` (e.g. -10) or `percent` (e.g. 50)");
                     None
                 }
-                (Some(x), None) => self.int(x, &join(&p, "points")).map(|n| DecayAmount::Points(n.abs())),
+                // Written as a loss (`points: -10`) or a magnitude; stored as the magnitude.
+                (Some(x), None) => match self.int(x, &join(&p, "points")) {
+                    Some(0) => {
+                        self.err(&join(&p, "points"), "a decay of 0 points does nothing");
+                        None
+                    }
+                    n => n.map(|n| DecayAmount::Points(n.saturating_abs())),
+                },
                 (None, Some(x)) => match x.as_f64() {
                     Some(pc) if pc > 0.0 && pc <= 100.0 => Some(DecayAmount::Percent(pc)),
                     _ => {
@@ -592,9 +686,14 @@ impl Ctx {
             };
             let repeat = g("repeat").and_then(|x| self.boolean(x, &join(&p, "repeat"))).unwrap_or(false);
             let floor = g("floor").and_then(|x| self.int(x, &join(&p, "floor")));
-            if let (Some(score), Some(after), Some(amount)) = (score, after, amount) {
-                let min = scores.get(score).map(|s| s.min).unwrap_or(0);
-                out.push(Decay { score, after, amount, repeat, floor: floor.unwrap_or(min).max(min) });
+            let group = score.and_then(|i| scores.get(i));
+            if let (Some(f), Some(grp)) = (floor, group)
+                && (f < grp.min || f > grp.max)
+            {
+                self.err(&join(&p, "floor"), format!("{f} is outside the bounds of `{}` [{}, {}]", grp.name, grp.min, grp.max));
+            }
+            if let (Some(score), Some(after), Some(amount), Some(grp)) = (score, after, amount, group) {
+                out.push(Decay { score, after, amount, repeat, floor: floor.unwrap_or(grp.min) });
             }
         }
         out
@@ -640,19 +739,38 @@ impl Ctx {
         out
     }
 
+    /// Replaces every `${VAR}` with the environment's value. An unset (or empty) variable is a
+    /// warning, not an error: the field is left `None` and deliveries are recorded, not sent.
     fn env(&mut self, raw: &str, path: &str) -> Option<String> {
-        let t = raw.trim();
-        if let Some(var) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(v),
-                _ => {
-                    self.warn(path, format!("environment variable `{var}` is not set: deliveries to this webhook are recorded, not sent"));
-                    None
-                }
+        let mut out = String::new();
+        let mut rest = raw.trim();
+        let mut unset = Vec::new();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                self.err(path, "`${` has no closing `}` (write `${VARIABLE_NAME}`)");
+                return None;
+            };
+            let var = &after[..end];
+            if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                self.err(path, format!("`${{{var}}}` is not an environment variable reference (letters, digits and `_` only)"));
+                return None;
             }
-        } else {
-            Some(t.to_string())
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => out.push_str(&v),
+                _ => unset.push(var.to_string()),
+            }
+            rest = &after[end + 1..];
         }
+        out.push_str(rest);
+        if unset.is_empty() {
+            return Some(out);
+        }
+        let vars = unset.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+        let verb = if unset.len() == 1 { "is" } else { "are" };
+        self.warn(path, format!("environment variable {vars} {verb} not set: deliveries to this webhook are recorded, not sent"));
+        None
     }
 
     fn handoff(&mut self, v: &Value) -> Option<Handoff> {
@@ -696,19 +814,19 @@ impl Ctx {
                     }
                 };
                 let url = self.env(&url_source, &join(&p, "url"));
-                if let Some(u) = &url {
-                    if !(u.starts_with("https://") || u.starts_with("http://")) {
-                        self.err(&join(&p, "url"), "must be an http:// or https:// URL");
-                    }
+                if let Some(u) = &url
+                    && !(u.starts_with("https://") || u.starts_with("http://"))
+                {
+                    self.err(&join(&p, "url"), "must be an http:// or https:// URL");
                 }
                 let secret = match hm.get(Value::String("secret".into())) {
                     Some(x) => self.string(x, &join(&p, "secret")).and_then(|s| self.env(&s, &join(&p, "secret"))),
                     None => None,
                 };
-                if let Some(s) = &secret {
-                    if !valid_whsec(s) {
-                        self.err(&join(&p, "secret"), "must be a Standard Webhooks secret: `whsec_` followed by base64 (the value is not shown)");
-                    }
+                if let Some(s) = &secret
+                    && !valid_whsec(s)
+                {
+                    self.err(&join(&p, "secret"), "must be a Standard Webhooks secret: `whsec_` followed by base64 (the value is not shown)");
                 }
                 webhooks.push(Webhook { name, url, secret, url_source });
             }
@@ -733,10 +851,7 @@ impl Ctx {
         let configuration_set = g("configuration_set").and_then(|x| self.string(x, "email.configuration_set"));
         let frequency_cap = g("frequency_cap").and_then(|f| {
             let fm = self.map(f, "email.frequency_cap", &["max", "per"])?;
-            let max = fm.get(Value::String("max".into())).and_then(|x| self.int(x, "email.frequency_cap.max"));
-            if max.is_some_and(|n| n < 1) {
-                self.err("email.frequency_cap.max", "must be at least 1");
-            }
+            let max = fm.get(Value::String("max".into())).and_then(|x| self.positive_u32(x, "email.frequency_cap.max"));
             let per = fm.get(Value::String("per".into())).and_then(|x| self.span(x, "email.frequency_cap.per", true));
             if fm.get(Value::String("max".into())).is_none() {
                 self.err("email.frequency_cap.max", "is missing");
@@ -744,7 +859,7 @@ impl Ctx {
             if fm.get(Value::String("per".into())).is_none() {
                 self.err("email.frequency_cap.per", "is missing");
             }
-            Some((max? as u32, per?))
+            Some((max?, per?))
         });
         let quiet_hours = g("quiet_hours").and_then(|q| {
             let qm = self.map(q, "email.quiet_hours", &["start", "end"])?;
@@ -835,7 +950,8 @@ impl Ctx {
     /// `{on?, where?, when?}`, or a bare lead predicate (`exit_when: { engagement: { lt: 0 } }`).
     fn trigger(&mut self, v: &Value, path: &str) -> Option<Trigger> {
         if let Value::Mapping(m) = v {
-            if !["on", "where", "when"].iter().any(|k| m.contains_key(Value::String((*k).into()))) {
+            let is_trigger_key = |k: &Value| ["on", "where", "when"].contains(&key_str(k).as_str());
+            if !m.is_empty() && !m.keys().any(is_trigger_key) {
                 return Some(Trigger { on: None, filter: None, when: Some(self.predicate(v, path)) });
             }
         }
@@ -899,10 +1015,10 @@ impl Ctx {
         // Step ids first, so jumps can point forward.
         let mut ids: BTreeMap<String, usize> = BTreeMap::new();
         for (i, s) in items.iter().enumerate() {
-            if let Some(id) = s.get("id").and_then(Value::as_str) {
-                if ids.insert(id.to_string(), i).is_some() {
-                    self.err(&format!("{path}[{i}].id"), format!("`{id}` is used by another step of this campaign"));
-                }
+            if let Some(id) = s.get("id").and_then(scalar_text)
+                && ids.insert(id.clone(), i).is_some()
+            {
+                self.err(&format!("{path}[{i}].id"), format!("`{id}` is used by another step of this campaign"));
             }
         }
         let kinds = ["send", "wait", "wait_for", "if", "points", "goto_campaign", "exit"];
@@ -932,7 +1048,8 @@ impl Ctx {
                         Some(j) => Jump::To(*j),
                         None => {
                             let known: Vec<&str> = ids.keys().map(String::as_str).collect();
-                            cx.err(&join(&p, key), format!("`{key}` jumps to unknown step id `{other}` (use next, exit or a step id: {})", if known.is_empty() { "none defined".to_string() } else { known.join(", ") }));
+                            let known = if known.is_empty() { "none has an `id`".to_string() } else { known.join(", ") };
+                            cx.err(&join(&p, key), format!("`{key}` jumps to unknown step id `{other}` (use next, exit or a step id of this campaign: {known})"));
                             default
                         }
                     },
@@ -952,8 +1069,8 @@ impl Ctx {
                 "send" => {
                     let Some(t) = g("send").and_then(|x| self.string(x, &join(&p, "send"))) else { continue };
                     if !self.templates.contains(&t) {
-                        let known: Vec<&str> = self.templates.iter().map(String::as_str).collect();
-                        self.err(&join(&p, "send"), format!("unknown template `{t}` (known: {})", known.join(", ")));
+                        let names: Vec<&str> = self.templates.iter().map(String::as_str).collect();
+                        self.err(&join(&p, "send"), format!("unknown template `{t}` (known: {})", known(&names)));
                     }
                     StepKind::Send(t)
                 }
@@ -997,7 +1114,7 @@ impl Ctx {
                     match self.campaigns.iter().position(|c| c == &t) {
                         Some(ci) => StepKind::Goto(ci),
                         None => {
-                            self.err(&join(&p, "goto_campaign"), format!("unknown campaign `{t}` (known: {})", self.campaigns.join(", ")));
+                            self.err(&join(&p, "goto_campaign"), format!("unknown campaign `{t}` (known: {})", known(&self.campaigns)));
                             continue;
                         }
                     }
@@ -1100,16 +1217,12 @@ impl Ctx {
         let filter_src = m.get(Value::String("where".into()));
         let filter = filter_src.map(|w| self.matcher(w, &join(path, "where")));
         let at_least = match m.get(Value::String("at_least".into())) {
-            Some(x) => self.int(x, &join(path, "at_least")).unwrap_or(1),
+            Some(x) => self.positive_u32(x, &join(path, "at_least")).unwrap_or(1),
             None => 1,
         };
-        if at_least < 1 {
-            self.err(&join(path, "at_least"), "must be at least 1");
-        }
         let within = m.get(Value::String("within".into())).and_then(|x| self.span(x, &join(path, "within"), true));
         let on = on?;
         let key = format!("{on}|{}", filter_src.map(canonical).unwrap_or_default());
-        let at_least = at_least.max(1) as u32;
         let idx = match self.trackers.iter().position(|t| t.key == key) {
             Some(i) => {
                 let t = &mut self.trackers[i];
@@ -1148,8 +1261,13 @@ impl Ctx {
         }
     }
 
+    /// A list of scalars; a lone scalar counts as a one-element list.
     fn scalars(&mut self, v: &Value, path: &str) -> Vec<Scalar> {
         match v {
+            Value::Sequence(items) if items.is_empty() => {
+                self.err(path, "expected at least one value");
+                Vec::new()
+            }
             Value::Sequence(items) => items.iter().enumerate().filter_map(|(i, x)| self.scalar(x, &format!("{path}[{i}]"))).collect(),
             other => self.scalar(other, path).into_iter().collect(),
         }
@@ -1167,9 +1285,16 @@ impl Ctx {
 
     fn test(&mut self, v: &Value, path: &str) -> Test {
         match v {
-            Value::Sequence(items) => Test::AnyOf(items.iter().enumerate().filter_map(|(i, x)| self.scalar_test(x, &format!("{path}[{i}]"))).collect()),
+            Value::Sequence(items) => {
+                if items.is_empty() {
+                    self.err(path, "an empty list matches nothing: list the accepted values");
+                }
+                Test::AnyOf(items.iter().enumerate().filter_map(|(i, x)| self.scalar_test(x, &format!("{path}[{i}]"))).collect())
+            }
             Value::Mapping(m) => {
-                let ops = ["eq", "ne", "in", "not_in", "in_list", "contains", "contains_any", "starts_with", "gt", "gte", "lt", "lte", "exists"];
+                if m.is_empty() {
+                    self.err(path, format!("an empty operator map tests nothing (operators: {})", OPERATORS.join(", ")));
+                }
                 let mut out = Vec::new();
                 for (k, x) in m {
                     let op = key_str(k);
@@ -1184,7 +1309,8 @@ impl Ctx {
                                 Some(Op::InList(name))
                             } else {
                                 let known: Vec<&str> = self.lists.iter().map(String::as_str).collect();
-                                self.err(&p, format!("unknown list `{name}` (known: {})", if known.is_empty() { "none; declare it under `lists`".to_string() } else { known.join(", ") }));
+                                let known = if known.is_empty() { "none; declare it under `lists`".to_string() } else { known.join(", ") };
+                                self.err(&p, format!("unknown list `{name}` (known: {known})"));
                                 None
                             }
                         }),
@@ -1197,7 +1323,7 @@ impl Ctx {
                         "lte" => self.number(x, &p).map(Op::Lte),
                         "exists" => self.boolean(x, &p).map(Op::Exists),
                         other => {
-                            self.err(&p, format!("unknown operator `{other}` (expected one of: {})", ops.join(", ")));
+                            self.err(&p, format!("unknown operator `{other}` (expected one of: {})", OPERATORS.join(", ")));
                             None
                         }
                     };
@@ -1221,8 +1347,9 @@ impl Ctx {
             };
             if !ok {
                 let known = match what {
-                    "stage" => format!("visitor, {}", self.stages.join(", ")),
+                    "stage" => self.known_stages(),
                     "quadrant" => QUADRANTS.join(", "),
+                    _ if self.bands.is_empty() => "none: the model has no `temperature` bands".to_string(),
                     _ => self.bands.join(", "),
                 };
                 self.err(path, format!("`{n}` is not a {what} (known: {known})"));
@@ -1267,6 +1394,16 @@ fn numeric(t: &Test) -> bool {
     }
 }
 
+/// The text of a scalar (as `Ctx::string` reads it), without reporting anything.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("`{s}`"),
@@ -1274,6 +1411,49 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("`{b}`"),
         other => kind_of(other).to_string(),
     }
+}
+
+/// Orders problems as they appear in the file (stable: problems at the same place keep the order
+/// they were found in; a problem about a whole map comes before those inside it).
+fn sort_in_file_order(errors: &mut [ModelError], root: &Value) {
+    errors.sort_by_cached_key(|e| position(root, &e.path));
+}
+
+/// Where a path (`rules[3].cap.per`) points in the document: at each level, the index of the key
+/// in its map or of the item in its list. Stops at the first part that is not in the file (a
+/// missing key), so the result is the position of the nearest existing ancestor.
+fn position(root: &Value, path: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut cur = root;
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let Some(end) = r.find(']') else { break };
+            let (Ok(i), Value::Sequence(items)) = (r[..end].parse::<usize>(), cur) else { break };
+            let Some(item) = items.get(i) else { break };
+            out.push(i);
+            cur = item;
+            rest = &r[end + 1..];
+        } else {
+            let Value::Mapping(m) = cur else { break };
+            // Keys may contain dots (`properties.path`): take the longest key that fits.
+            let found = m
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (k, v))| {
+                    let k = key_str(k);
+                    let tail = rest.strip_prefix(k.as_str())?;
+                    (tail.is_empty() || tail.starts_with('.') || tail.starts_with('[')).then_some((k.len(), i, v, tail))
+                })
+                .max_by_key(|f| f.0);
+            let Some((_, i, v, tail)) = found else { break };
+            out.push(i);
+            cur = v;
+            rest = tail;
+        }
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+    }
+    out
 }
 
 /// A canonical text of a YAML value (sorted keys), for tracker keys.
@@ -1293,11 +1473,15 @@ fn canonical(v: &Value) -> String {
     }
 }
 
+/// `whsec_` followed by non-empty, padded, standard-alphabet base64.
 fn valid_whsec(s: &str) -> bool {
     let Some(b64) = s.strip_prefix("whsec_") else { return false };
-    !b64.is_empty()
+    let body = b64.trim_end_matches('=');
+    let padding = b64.len() - body.len();
+    !body.is_empty()
         && b64.len() % 4 == 0
-        && b64.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
+        && padding <= 2
+        && body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
 #[cfg(test)]
@@ -1309,36 +1493,98 @@ mod tests {
         Model::load(Path::new(&p)).unwrap_or_else(|e| panic!("{name}:\n{e}"))
     }
 
+    fn errors(yaml: &str) -> Vec<ModelError> {
+        match Model::from_yaml_str(yaml, "t.yaml", None) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0,
+        }
+    }
+
+    fn ok(yaml: &str) -> Model {
+        Model::from_yaml_str(yaml, "t.yaml", None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `path: message` lines, for assertion messages.
+    fn lines(errs: &[ModelError]) -> Vec<String> {
+        errs.iter().map(|e| format!("{}: {}", e.path, e.message)).collect()
+    }
+
+    fn s(x: &str) -> Scalar {
+        Scalar::Str(x.into())
+    }
+
+    fn field(key: &str, test: Test) -> Cond {
+        Cond::Field { key: key.into(), test }
+    }
+
+    const HEAD: &str = "name: t\nscores: { engagement: { min: 0, max: 100 }, fit: { min: -50, max: 50 } }\n";
+
     #[test]
     fn examples_load() {
         let b = example("b2b-saas.yaml");
+        assert!(b.warnings.iter().all(|w| w.path.starts_with("handoff.webhooks")), "{:?}", b.warnings);
+        assert_eq!(b.timezone, chrono_tz::Europe::Paris);
         assert_eq!(b.rules.len(), 22);
         let fv = b.rules.iter().find(|r| r.id == "frequent-visitor").unwrap();
         match &fv.kind {
-            RuleKind::Behaviour(beh) => assert_eq!(beh.count.unwrap().at_least, 15),
+            RuleKind::Behaviour(beh) => assert_eq!(beh.count.unwrap(), Count { at_least: 15, within: Span::from_secs(30 * 86_400) }),
             _ => panic!("behaviour rule expected"),
         }
+        let open = b.rules.iter().find(|r| r.id == "email-open").unwrap();
+        let RuleKind::Behaviour(beh) = &open.kind else { panic!() };
+        assert_eq!(beh.cap, Some(Cap { points: 10, per: Span::from_secs(7 * 86_400) }));
         assert_eq!(b.stage_index("hmql"), Some(3));
+        assert_eq!(b.decay[0].amount, DecayAmount::Points(10));
+        assert_eq!(b.decay[0].floor, -100, "default floor is the group's min");
+        let h = b.handoff.as_ref().unwrap();
+        assert_eq!(h.stages, vec![2, 4]);
+        assert_eq!(h.recycle_to, Some(1));
+        assert_eq!(h.webhooks[0].url_source, "${CRM_WEBHOOK_URL}");
+        assert_eq!(b.temperature.as_ref().unwrap().bands.last().unwrap().below, None);
+        assert_eq!(b.quadrants, Some(Quadrants { fit: (1, 20), interest: (0, 50) }));
+        assert_eq!(b.lists["competitors"], vec!["rival-automation.example", "othertool.example"]);
         assert_eq!(b.trackers.len(), 1, "one `did` tracker (purchase)");
+        assert_eq!(b.trackers[0].keep_for, None);
+        // A bare predicate is accepted as a trigger's `when`.
+        let exit = b.campaigns[0].exit_when.as_ref().unwrap();
+        assert!(exit.on.is_none() && matches!(exit.when, Some(Cond::Score { group: 0, .. })));
+
         let k = example("kitchen-shop.yaml");
         assert_eq!(k.trackers.len(), 1, "`did purchase` twice shares one tracker");
         assert_eq!(k.trackers[0].keep_count, 2);
+        assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+        let enter = k.campaigns[0].enter.as_ref().unwrap();
+        assert_eq!(enter.on.as_deref(), Some("purchase"));
+        assert_eq!(enter.filter, Some(field("category", Test::Eq(s("saucepan")))));
+
         let t = example("saas-trial.yaml");
+        assert_eq!(t.trackers.len(), 2, "purchase and feature_used");
+        assert_eq!(t.decay[0].amount, DecayAmount::Percent(50.0));
+        assert_eq!(t.decay[0].floor, 5);
         let onboarding = &t.campaigns[0];
         let advanced = onboarding.steps.iter().position(|s| s.id.as_deref() == Some("advanced")).unwrap();
+        assert_eq!(advanced, 7);
         match &onboarding.steps[2].kind {
-            StepKind::If { then, otherwise, .. } => {
+            StepKind::If { then, otherwise, cond } => {
                 assert_eq!(then, &Jump::To(advanced));
                 assert_eq!(otherwise, &Jump::Next);
+                let Cond::Did { tracker, at_least: 3, within: None } = cond else { panic!("{cond:?}") };
+                assert_eq!(t.trackers[*tracker].on, "feature_used");
             }
             _ => panic!("if step expected"),
         }
+        assert!(matches!(onboarding.steps[10].kind, StepKind::WaitFor { timeout: Jump::Exit, .. }));
         assert!(matches!(onboarding.steps.last().unwrap().kind, StepKind::Goto(1)));
-        assert_eq!(t.email.as_ref().unwrap().quiet_hours.unwrap().0, chrono::NaiveTime::from_hms_opt(21, 0, 0).unwrap());
+        let email = t.email.as_ref().unwrap();
+        assert_eq!(email.frequency_cap, Some((2, Span::from_secs(3 * 86_400))));
+        let at = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert_eq!(email.quiet_hours, Some((at(21, 0), at(8, 0))));
+        // `upgrade` has no `enter` but is reached through `goto_campaign`: no warning about it.
+        assert!(t.warnings.iter().all(|w| !w.path.starts_with("campaigns")), "{:?}", t.warnings);
     }
 
     #[test]
-    fn five_mistakes_five_errors() {
+    fn five_mistakes_five_errors_in_file_order() {
         let yaml = r#"
 name: broken
 colour: blue
@@ -1364,77 +1610,393 @@ campaigns:
         then: advancd
 "#;
         let errs = Model::from_yaml_str(yaml, "broken.yaml", None).unwrap_err().0;
-        let got: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.message.as_str())).collect();
-        assert_eq!(errs.len(), 5, "{got:#?}");
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        for want in ["colour", "rules[0].points.engagemnt", "rules[1].cap.per", "campaigns[0].steps[0].send", "campaigns[0].steps[1].then"] {
-            assert!(paths.contains(&want), "missing {want} in {got:#?}");
-        }
+        assert_eq!(
+            paths,
+            ["colour", "rules[0].points.engagemnt", "rules[1].cap.per", "campaigns[0].steps[0].send", "campaigns[0].steps[1].then"],
+            "{:#?}",
+            lines(&errs)
+        );
         assert!(errs.iter().all(|e| e.file == "broken.yaml"));
-        assert!(errs.iter().any(|e| e.message.contains("`engagemnt` is not a score group (known: engagement)")));
-        assert!(errs.iter().any(|e| e.message.contains("unknown template `helo`")));
-        assert!(errs.iter().any(|e| e.message.contains("advancd")));
+        let msg = |i: usize| errs[i].message.as_str();
+        assert!(msg(0).starts_with("unknown key `colour` (expected one of: name, timezone, scores,"), "{}", msg(0));
+        assert_eq!(msg(1), "`engagemnt` is not a score group (known: engagement)");
+        assert!(msg(2).starts_with("`3mo` is not a duration: "), "{}", msg(2));
+        assert_eq!(msg(3), "unknown template `helo` (known: hello)");
+        assert!(msg(4).starts_with("`then` jumps to unknown step id `advancd`"), "{}", msg(4));
+        let shown = ModelErrors(errs.clone()).to_string();
+        assert_eq!(shown.lines().count(), 5);
+        assert!(shown.starts_with("broken.yaml: colour: unknown key `colour`"));
     }
 
     #[test]
-    fn predicates_and_operators() {
-        let yaml = r#"
-name: p
-scores: { engagement: { min: 0, max: 100 } }
-lists: { l: [A.example] }
-temperature: { score: engagement, bands: [{ label: cold, below: 10 }, { label: hot }] }
+    fn special_keys_parse_to_lead_conditions() {
+        let yaml = format!(
+            r#"{HEAD}
+temperature: {{ score: engagement, bands: [{{ label: cold, below: 10 }}, {{ label: hot }}] }}
 stages:
-  - { id: lead, when: { identified: true } }
-  - { id: mql, when: { engagement: { gte: 50 }, stage_at_least: lead } }
+  - {{ id: lead, when: {{ identified: true }} }}
+  - {{ id: mql, when: {{ stage_at_least: lead }} }}
+  - {{ id: sql, manual: true }}
 rules:
-  - id: r
-    when:
-      any:
-        - { subscribed: true }
-        - { tagged: x, email_domain: { in_list: l } }
-        - { quadrant: nurture }
-        - { temperature: [cold, hot] }
-        - { did: { on: purchase, at_least: 2, within: 30d } }
-        - { not: { stage: mql } }
-        - { title: { contains_any: [vp, Head], starts_with: A, ne: b, exists: true } }
-    points: { engagement: 1 }
-"#;
-        let m = Model::from_yaml_str(yaml, "p.yaml", None).unwrap();
-        let RuleKind::Profile { when: Cond::Any(parts) } = &m.rules[0].kind else { panic!() };
-        assert_eq!(parts[0], Cond::Subscribed(true));
-        assert!(matches!(&parts[1], Cond::All(v) if v.len() == 2));
-        assert!(matches!(&parts[2], Cond::Quadrant(Test::Eq(Scalar::Str(s))) if s == "nurture"));
-        assert!(matches!(&parts[3], Cond::Temperature(Test::AnyOf(v)) if v.len() == 2));
-        assert!(matches!(&parts[4], Cond::Did { tracker: 0, at_least: 2, within: Some(_) }));
-        assert!(matches!(&parts[5], Cond::Not(_)));
-        let Cond::Field { key, test: Test::Ops(ops) } = &parts[6] else { panic!("{:?}", parts[6]) };
-        assert_eq!(key, "title");
-        assert_eq!(ops.len(), 4);
-        assert!(ops.contains(&Op::ContainsAny(vec![Scalar::Str("vp".into()), Scalar::Str("head".into())])));
-        assert_eq!(m.lists["l"], vec!["a.example".to_string()]);
+  - {{ when: {{ identified: false }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ subscribed: true }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ engagement: {{ gte: 50, lt: 80 }} }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ fit: 10 }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ stage: [Lead, sql] }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ stage_at_least: sql }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ stage_at_least: visitor }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ tagged: "vip*" }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ email_domain: Acme.Example }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ quadrant: {{ ne: deprioritize }} }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ temperature: hot }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ did: {{ on: purchase, where: {{ sku: A1 }}, at_least: 2, within: 30d }} }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ did: {{ on: purchase, where: {{ sku: a1 }}, within: 7d }} }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ did: {{ on: purchase }} }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ any: [{{ identified: true }}, {{ not: {{ job_title: intern }} }}] }}, points: {{ fit: 1 }} }}
+  - {{ when: {{ identified: true, country: FR }}, points: {{ fit: 1 }} }}
+"#
+        );
+        let m = ok(&yaml);
+        let when: Vec<&Cond> = m
+            .rules
+            .iter()
+            .map(|r| match &r.kind {
+                RuleKind::Profile { when } => when,
+                RuleKind::Behaviour(_) => panic!("profile rule expected"),
+            })
+            .collect();
+        assert_eq!(m.rules[0].id, "rules[0]");
+        assert_eq!(when[0], &Cond::Identified(false));
+        assert_eq!(when[1], &Cond::Subscribed(true));
+        assert_eq!(when[2], &Cond::Score { group: 0, test: Test::Ops(vec![Op::Gte(50.0), Op::Lt(80.0)]) });
+        assert_eq!(when[3], &Cond::Score { group: 1, test: Test::Eq(Scalar::Num(10.0)) });
+        assert_eq!(when[4], &Cond::Stage(Test::AnyOf(vec![Test::Eq(s("lead")), Test::Eq(s("sql"))])));
+        assert_eq!(when[5], &Cond::StageAtLeast(3));
+        assert_eq!(when[6], &Cond::StageAtLeast(0));
+        assert_eq!(when[7], &Cond::Tagged(Test::Glob("vip*".into())));
+        assert_eq!(when[8], &Cond::EmailDomain(Test::Eq(s("acme.example"))));
+        assert_eq!(when[9], &Cond::Quadrant(Test::Ops(vec![Op::Ne(s("deprioritize"))])));
+        assert_eq!(when[10], &Cond::Temperature(Test::Eq(s("hot"))));
+        let month = Span::from_secs(30 * 86_400);
+        assert_eq!(when[11], &Cond::Did { tracker: 0, at_least: 2, within: Some(month) });
+        // Same event and filter (matching ignores case): same tracker.
+        assert_eq!(when[12], &Cond::Did { tracker: 0, at_least: 1, within: Some(Span::from_secs(7 * 86_400)) });
+        assert_eq!(when[13], &Cond::Did { tracker: 1, at_least: 1, within: None });
+        assert_eq!(m.trackers.len(), 2);
+        assert_eq!((m.trackers[0].keep_for, m.trackers[0].keep_count), (Some(month), 2));
+        assert_eq!(m.trackers[0].filter, Some(field("sku", Test::Eq(s("a1")))));
+        assert_eq!((m.trackers[1].keep_for, m.trackers[1].keep_count), (None, 1));
+        assert_eq!(
+            when[14],
+            &Cond::Any(vec![Cond::Identified(true), Cond::Not(Box::new(field("job_title", Test::Eq(s("intern")))))])
+        );
+        assert_eq!(when[15], &Cond::All(vec![Cond::Identified(true), field("country", Test::Eq(s("fr")))]));
+        assert_eq!(m.stages[0].when, Some(Cond::Identified(true)));
+        assert_eq!(m.stages[1].when, Some(Cond::StageAtLeast(1)));
+        assert_eq!(m.stages[2].when, None);
     }
 
     #[test]
-    fn unknown_names_in_predicates_are_errors() {
-        let yaml = r#"
-name: p
-scores: { engagement: { min: 0, max: 100 } }
+    fn every_operator_parses() {
+        let yaml = format!(
+            r#"{HEAD}
+lists: {{ domains: [Gmail.com, 42] }}
+rules:
+  - on: page_view
+    points: {{ engagement: 1 }}
+    where:
+      a: {{ eq: X }}
+      b: {{ ne: 3 }}
+      c: {{ in: [A, 2, true] }}
+      d: {{ in: solo }}
+      e: {{ not_in: [FR] }}
+      f: {{ in_list: domains }}
+      g: {{ contains: Pro }}
+      h: {{ contains_any: [Vp, Head] }}
+      i: {{ starts_with: /Blog }}
+      j: {{ gt: 1, gte: 2.5, lt: 10, lte: 9 }}
+      k: {{ exists: false }}
+      l: "/docs/*"
+      m: [x, "y*", 3]
+      n: null
+      identified: true
+"#
+        );
+        let m = ok(&yaml);
+        assert_eq!(m.lists["domains"], vec!["gmail.com", "42"]);
+        let RuleKind::Behaviour(b) = &m.rules[0].kind else { panic!() };
+        let Some(Cond::All(parts)) = &b.filter else { panic!("{:?}", b.filter) };
+        let ops = |k: &str, ops: Vec<Op>| field(k, Test::Ops(ops));
+        let want = vec![
+            ops("a", vec![Op::Eq(s("x"))]),
+            ops("b", vec![Op::Ne(Scalar::Num(3.0))]),
+            ops("c", vec![Op::In(vec![s("a"), Scalar::Num(2.0), Scalar::Bool(true)])]),
+            ops("d", vec![Op::In(vec![s("solo")])]),
+            ops("e", vec![Op::NotIn(vec![s("fr")])]),
+            ops("f", vec![Op::InList("domains".into())]),
+            ops("g", vec![Op::Contains(s("pro"))]),
+            ops("h", vec![Op::ContainsAny(vec![s("vp"), s("head")])]),
+            ops("i", vec![Op::StartsWith("/blog".into())]),
+            ops("j", vec![Op::Gt(1.0), Op::Gte(2.5), Op::Lt(10.0), Op::Lte(9.0)]),
+            ops("k", vec![Op::Exists(false)]),
+            field("l", Test::Glob("/docs/*".into())),
+            field("m", Test::AnyOf(vec![Test::Eq(s("x")), Test::Glob("y*".into()), Test::Eq(Scalar::Num(3.0))])),
+            field("n", Test::Eq(Scalar::Null)),
+            // In an event matcher, lead keys are plain property names.
+            field("identified", Test::Eq(Scalar::Bool(true))),
+        ];
+        assert_eq!(parts, &want);
+    }
+
+    #[test]
+    fn operator_and_predicate_mistakes() {
+        let yaml = format!(
+            r#"{HEAD}
 stages:
-  - { id: lead, when: { stage: nope, quadrant: hot, email_domain: { in_list: missing }, engagement: { bogus: 1 } } }
-"#;
-        let errs = Model::from_yaml_str(yaml, "p.yaml", None).unwrap_err().0;
-        let msgs: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
-        assert!(msgs.iter().any(|m| m.contains("`nope` is not a stage")), "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.contains("`hot` is not a quadrant")), "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.contains("unknown list `missing`")), "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.contains("unknown operator `bogus`")), "{msgs:#?}");
+  - {{ id: lead, when: {{ stage: nope, quadrant: hot, email_domain: {{ in_list: missing }}, engagement: {{ bogus: 1 }} }} }}
+  - {{ id: mql, when: {{ fit: {{ contains: x }}, temperature: warm, stage_at_least: sqll }} }}
+  - {{ id: sql, when: {{ a: {{ gt: ten }}, b: {{ exists: yes }}, c: {{}}, d: [], e: {{ in: [] }}, did: {{ on: Bad Type, at_least: 0 }} }} }}
+"#
+        );
+        let errs = errors(&yaml);
+        let got = lines(&errs);
+        let want = [
+            "stages[0].when.stage: `nope` is not a stage (known: visitor, lead, mql, sql)",
+            "stages[0].when.quadrant: `hot` is not a quadrant (known: engage_now, nurture, sales_check, deprioritize)",
+            "stages[0].when.email_domain.in_list: unknown list `missing` (known: none; declare it under `lists`)",
+            "stages[0].when.engagement.bogus: unknown operator `bogus` (expected one of: eq, ne, in, not_in, in_list, contains, contains_any, starts_with, gt, gte, lt, lte, exists)",
+            "stages[1].when.fit: a score is compared with numbers",
+            "stages[1].when.temperature: `warm` is not a temperature (known: none: the model has no `temperature` bands)",
+            "stages[1].when.stage_at_least: `sqll` is not a stage (known: visitor, lead, mql, sql)",
+            "stages[2].when.a.gt: expected a number, found `ten`",
+            "stages[2].when.b.exists: expected true or false, found `yes`",
+            "stages[2].when.c: an empty operator map tests nothing",
+            "stages[2].when.d: an empty list matches nothing",
+            "stages[2].when.e.in: expected at least one value",
+            "stages[2].when.did.on: `Bad Type` is not a valid event type",
+            "stages[2].when.did.at_least: must be at least 1, found 0",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.starts_with(w), "got {g}\nwant {w}…");
+        }
     }
 
     #[test]
-    fn syntax_error_has_a_location() {
-        let errs = Model::from_yaml_str("name: [unclosed", "s.yaml", None).unwrap_err().0;
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].path, "(syntax)");
-        assert!(errs[0].message.contains("line"));
+    fn structure_mistakes() {
+        let yaml = r#"
+name: s
+timezone: Mars/Olympus
+scores:
+  engagement: { min: 10, max: 5 }
+  fit: { max: 5 }
+  extra: { min: 0, max: 9, initial: 20 }
+rules:
+  - { id: x, on: page_view, when: { identified: true }, points: { fit: 1 } }
+  - { id: x, on: page_view, points: { engagement: 1 }, count: { at_least: 0, within: 0s } }
+  - { when: { identified: true }, where: { a: 1 }, once: true, points: { engagement: 1 } }
+  - { on: Page View, points: { engagement: 1 } }
+decay:
+  - { score: engagement, after: 1d, points: 1, percent: 5 }
+  - { score: fit, after: 1d, percent: 150 }
+  - { score: extra, after: 1d, points: -1, floor: 100 }
+temperature: { score: engagement, bands: [{ label: cold }, { label: cold, below: 3 }] }
+stages:
+  - { id: visitor, manual: true }
+  - { id: a, manual: true, when: { identified: true } }
+  - { id: a }
+handoff: { stages: [b], sla: soon, recycle_reset: [nope], webhooks: [{ name: crm, url: ftp://x, secret: whsec_not*base64 }] }
+email: { from: nobody, frequency_cap: { max: 0, per: 1d }, quiet_hours: { start: "25:00", end: "08:00" } }
+"#;
+        let got = lines(&errors(yaml));
+        let want = [
+            "timezone: `Mars/Olympus` is not an IANA time zone",
+            "scores.engagement: `min` (10) must be below `max` (5)",
+            "scores.fit.min: is missing",
+            "scores.extra.initial: 20 is outside [0, 9]",
+            "rules[0]: has both `on` (behaviour) and `when` (profile)",
+            "rules[1].id: `x` is used by another rule",
+            "rules[1].count.at_least: must be at least 1, found 0",
+            "rules[1].count.within: must be longer than 0s",
+            "rules[2].where: `where` belongs to behaviour rules",
+            "rules[2].once: `once` belongs to behaviour rules",
+            "rules[3].on: `Page View` is not a valid event type",
+            "decay[0]: give `points` or `percent`, not both",
+            "decay[1].percent: expected a number above 0 and at most 100, found `150`",
+            "decay[2].floor: 100 is outside the bounds of `extra` [0, 9]",
+            "temperature.bands[0].below: is missing",
+            "temperature.bands[1].label: `cold` is used by another band",
+            "temperature.bands[1].below: the last band takes every score above the others",
+            "stages[0].id: `visitor` is built in",
+            "stages[1]: a stage has `when` or `manual: true`, not both",
+            "stages[2]: needs `when: CONDITION` or `manual: true`",
+            "stages[2].id: `a` is used by another stage",
+            "handoff.stages[0]: `b` is not a stage",
+            "handoff.sla: `soon` is not a duration",
+            "handoff.recycle_reset[0]: `nope` is not a score group",
+            "handoff.webhooks[0].url: must be an http:// or https:// URL",
+            "handoff.webhooks[0].secret: must be a Standard Webhooks secret",
+            "email.from: `nobody` has no email address",
+            "email.frequency_cap.max: must be at least 1, found 0",
+            "email.quiet_hours.start: `25:00` is not a time of day (HH:MM)",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.starts_with(w), "got {g}\nwant {w}…\nall: {got:#?}");
+        }
+        assert!(!got.iter().any(|l| l.contains("not*base64")), "a secret is never shown");
+    }
+
+    #[test]
+    fn campaign_mistakes() {
+        let yaml = format!(
+            r#"{HEAD}
+templates:
+  t: {{ subject: S, html: "<p>x</p>" }}
+campaigns:
+  - id: a
+    enter: {{}}
+    exit_when: {{ where: {{ x: 1 }} }}
+    goal: {{ on: purchase, wen: {{ identified: true }} }}
+    steps:
+      - {{ send: t, wait: 1d }}
+      - {{ id: s, wait_for: {{ on: click }} }}
+      - {{ id: s, if: {{ identified: true }}, then: nowhere, timeout: next }}
+      - {{ goto_campaign: zz }}
+      - {{ exit: false }}
+      - {{ points: {{ fun: 3 }} }}
+      - {{ send: t }}
+  - id: a
+    steps: []
+"#
+        );
+        let got = lines(&errors(&yaml));
+        let want = [
+            "campaigns[0].enter: needs `on: EVENT_TYPE`, `when: CONDITION`, or both",
+            "campaigns[0].exit_when: needs `on: EVENT_TYPE`, `when: CONDITION`, or both",
+            "campaigns[0].exit_when.where: `where` filters the event of `on`: add `on`",
+            "campaigns[0].goal.wen: unknown key `wen` (expected one of: on, where, when)",
+            "campaigns[0].steps[0]: one kind per step; this one has send and wait",
+            "campaigns[0].steps[1].wait_for.within: is missing",
+            "campaigns[0].steps[2].id: `s` is used by another step of this campaign",
+            "campaigns[0].steps[2].then: `then` jumps to unknown step id `nowhere` (use next, exit or a step id of this campaign: s)",
+            "campaigns[0].steps[2].timeout: `timeout` goes with `wait_for`",
+            "campaigns[0].steps[3].goto_campaign: unknown campaign `zz` (known: a)",
+            "campaigns[0].steps[4].exit: write `exit: true`, found `false`",
+            "campaigns[0].steps[5].points.fun: `fun` is not a score group",
+            "campaigns[1].id: `a` is used by another campaign",
+            "campaigns[1].steps: a campaign needs at least one step",
+            "email: is missing: campaigns send email",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        let mut got_sorted = got.clone();
+        // `email` is missing, so it has no place in the file: it comes first.
+        got_sorted.rotate_left(1);
+        for (g, w) in got_sorted.iter().zip(want) {
+            assert!(g.starts_with(w), "got {g}\nwant {w}…\nall: {got:#?}");
+        }
+    }
+
+    #[test]
+    fn webhooks_read_the_environment() {
+        let yaml = format!(
+            r#"{HEAD}
+stages: [{{ id: mql, when: {{ engagement: {{ gte: 50 }} }} }}]
+handoff:
+  stages: [mql]
+  webhooks:
+    - {{ name: a, url: "https://crm.example/${{CARGO_PKG_NAME}}/in", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw }}
+    - {{ name: b, url: "${{EMBER_TEST_SURELY_UNSET_1}}", secret: "${{EMBER_TEST_SURELY_UNSET_2}}" }}
+"#
+        );
+        let m = ok(&yaml);
+        let hooks = &m.handoff.as_ref().unwrap().webhooks;
+        assert_eq!(hooks[0].url.as_deref(), Some("https://crm.example/ember-scoring/in"));
+        assert_eq!(hooks[0].secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        assert_eq!((hooks[1].url.as_deref(), hooks[1].secret.as_deref()), (None, None));
+        assert_eq!(hooks[1].url_source, "${EMBER_TEST_SURELY_UNSET_1}");
+        let warned: Vec<&str> = m.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(warned, ["handoff.webhooks[1].url", "handoff.webhooks[1].secret"]);
+        assert!(m.warnings[0].message.contains("`EMBER_TEST_SURELY_UNSET_1` is not set"));
+
+        assert!(valid_whsec("whsec_dGVzdA=="));
+        for bad in ["whsec_", "dGVzdA==", "whsec_dGVzdA", "whsec_dG=zdA==", "whsec_dGVzdA===", "whsec_dGV*dA=="] {
+            assert!(!valid_whsec(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_read_files_next_to_the_model() {
+        let dir = std::env::temp_dir().join(format!("ember-load-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("emails")).unwrap();
+        std::fs::write(dir.join("emails/hello.html"), "<p>Hello {{first_name}}</p>").unwrap();
+        let model = format!(
+            r#"{HEAD}
+email: {{ from: "a@b.example" }}
+templates:
+  hello: {{ subject: Hi, html: emails/hello.html, text: "Hello {{{{first_name}}}}" }}
+  gone: {{ subject: Bye, html: emails/missing.hbs }}
+"#
+        );
+        std::fs::write(dir.join("model.yaml"), &model).unwrap();
+        let errs = Model::load(&dir.join("model.yaml")).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{:#?}", lines(&errs));
+        assert_eq!(errs[0].path, "templates.gone.html");
+        assert!(errs[0].message.contains("missing.hbs"), "{}", errs[0].message);
+        std::fs::write(dir.join("model.yaml"), model.replace("  gone: { subject: Bye, html: emails/missing.hbs }\n", "")).unwrap();
+        let m = Model::load(&dir.join("model.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.templates["hello"].html, "<p>Hello {{first_name}}</p>");
+        assert_eq!(m.templates["hello"].text.as_deref(), Some("Hello {{first_name}}"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unreachable_campaign_is_a_warning() {
+        let yaml = format!(
+            r#"{HEAD}
+campaigns:
+  - {{ id: orphan, steps: [{{ wait: 1d }}] }}
+  - {{ id: first, enter: {{ on: signup }}, steps: [{{ goto_campaign: second }}] }}
+  - {{ id: second, steps: [{{ points: {{ engagement: 5 }} }}] }}
+"#
+        );
+        let m = ok(&yaml);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert_eq!(m.warnings[0].path, "campaigns[0]");
+        assert!(m.warnings[0].message.contains("`orphan`"));
+        assert!(matches!(m.campaigns[1].steps[0].kind, StepKind::Goto(2)));
+        assert!(m.email.is_none(), "no email needed when nothing is sent");
+    }
+
+    #[test]
+    fn whole_file_problems() {
+        let syntax = errors("name: [unclosed");
+        assert_eq!(syntax.len(), 1);
+        assert_eq!(syntax[0].path, "(syntax)");
+        assert!(syntax[0].message.contains("line 2 column 1"), "{}", syntax[0].message);
+        let dup = errors("name: a\nname: b\n");
+        assert_eq!((dup.len(), dup[0].path.as_str()), (1, "(syntax)"));
+        assert_eq!(lines(&errors("")), ["(root): the file is empty: a model needs at least `name` and `scores`"]);
+        assert_eq!(lines(&errors("[1, 2]"))[0], "(root): a model file is a map of keys (name, scores, rules…), found a list");
+        assert_eq!(lines(&errors("timezone: UTC")), ["name: is missing", "scores: is missing: declare at least one score group, e.g. `engagement: { min: 0, max: 100 }`"]);
+        let missing = Model::load(Path::new("/nonexistent/ember/model.yaml")).unwrap_err().0;
+        assert_eq!(missing[0].path, "(file)");
+    }
+
+    #[test]
+    fn merge_keys_and_timezone() {
+        let m = ok("name: m\ntimezone: America/New_York\nscores:\n  e: &b { min: 0, max: 10 }\n  f: { <<: *b, initial: 3 }\n");
+        assert_eq!(m.timezone, chrono_tz::America::New_York);
+        assert_eq!(m.scores[1], ScoreGroup { name: "f".into(), min: 0, max: 10, initial: 3 });
+    }
+
+    #[test]
+    fn positions_follow_the_file() {
+        let root: Value = serde_yaml::from_str("b: 1\na:\n  - x: 1\n    p.q: { r: 2 }\n").unwrap();
+        assert_eq!(position(&root, "a"), vec![1]);
+        assert_eq!(position(&root, "a[0].p.q.r"), vec![1, 0, 1, 0]);
+        assert_eq!(position(&root, "a[0].missing.deeper"), vec![1, 0]);
+        assert_eq!(position(&root, "(root)"), Vec::<usize>::new());
     }
 }
