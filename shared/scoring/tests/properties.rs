@@ -85,7 +85,7 @@ proptest! {
             let e = event(n, *k, *m, Some("a@b.example"), None);
             for c in eng.ingest(&mut lead, &e).changes {
                 if let ember_scoring::Change::Points { source, given: g, .. } = c {
-                    given.push((source, e.at, g));
+                    given.push((source.to_string(), e.at, g));
                 }
             }
         }

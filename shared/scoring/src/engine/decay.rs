@@ -67,11 +67,11 @@ impl Engine {
             let target = (cur - take).max(d.floor);
             let given = self.add_points(lead, d.score, target - cur);
             out.push(Change::Points {
-                source: format!("decay[{i}]"),
-                group: name,
+                source: format!("decay[{i}]").into(),
+                group: name.into(),
                 asked: -take,
                 given,
-                note: (given != -take).then(|| format!("floor {}", d.floor)),
+                note: (given != -take).then(|| format!("floor {}", d.floor).into()),
             });
         }
         self.after_change(lead, None, now, false, &mut out);

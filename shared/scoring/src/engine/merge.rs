@@ -70,7 +70,7 @@ impl Engine {
                 if e != 0 {
                     let name = self.model.scores[g].name.clone();
                     *into.earned.entry(name.clone()).or_insert(0) -= e;
-                    out.push(Change::Points { source: rule.id.clone(), group: name, asked: -e, given: -e, note: Some("merge: counted on both profiles".into()) });
+                    out.push(Change::Points { source: rule.id.as_str().into(), group: name.into(), asked: -e, given: -e, note: Some("merge: counted on both profiles".into()) });
                 }
             }
             into.rules.insert(rule.id.clone(), united);

@@ -45,6 +45,10 @@ pub struct Engine {
     profile_static: Vec<bool>,
     /// Any profile rule reads more than traits (so it is re-evaluated on every change).
     profile_dynamic: bool,
+    /// Shared names for explanations (no allocation per change): rule ids, group names, cap notes.
+    pub(crate) rule_ids: Vec<Arc<str>>,
+    pub(crate) group_names: Vec<Arc<str>>,
+    pub(crate) cap_notes: Vec<Option<Arc<str>>>,
 }
 
 /// One thing a change did, kept with the event for the timeline.
@@ -54,23 +58,23 @@ pub enum Change {
     /// Points given (or withheld) by a rule, decay, step or CRM action.
     Points {
         /// Rule id, `decay[i]`, `campaign:<id>`, `profile:<rule>`, `crm:<action>`, `merge`.
-        source: String,
+        source: Arc<str>,
         /// Score group.
-        group: String,
+        group: Arc<str>,
         /// Points the source asked for.
         asked: i64,
         /// Points actually applied.
         given: i64,
         /// Why they differ (cap, once, bounds, machine traffic).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
+        note: Option<Arc<str>>,
     },
     /// A rule matched but gave nothing.
     Skipped {
         /// Rule id.
-        source: String,
+        source: Arc<str>,
         /// Why.
-        note: String,
+        note: Arc<str>,
     },
     /// Tag added.
     Tagged {
@@ -114,12 +118,15 @@ impl Outcome {
         let mut out = HashMap::new();
         for c in &self.changes {
             if let Change::Points { group, given, .. } = c {
-                *out.entry(group.clone()).or_insert(0) += given;
+                *out.entry(group.to_string()).or_insert(0) += given;
             }
         }
         out
     }
 }
+
+/// Note on points cut by a score's bounds.
+pub(crate) const BOUNDS_NOTE: &str = "limited by the score's bounds";
 
 /// When a lead next has scheduled work (the store indexes these).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +162,17 @@ impl Engine {
         for (i, t) in model.trackers.iter().enumerate() {
             trackers_by_type.entry(t.on.clone()).or_default().push(i);
         }
-        Engine { model, rules_by_type, trackers_by_type, profile_static, profile_dynamic }
+        let rule_ids = model.rules.iter().map(|r| Arc::from(r.id.as_str())).collect();
+        let group_names = model.scores.iter().map(|g| Arc::from(g.name.as_str())).collect();
+        let cap_notes = model
+            .rules
+            .iter()
+            .map(|r| match &r.kind {
+                crate::model::RuleKind::Behaviour(b) => b.cap.map(|c| Arc::from(format!("cap: {} points per {}", c.points, c.per))),
+                crate::model::RuleKind::Profile { .. } => None,
+            })
+            .collect();
+        Engine { model, rules_by_type, trackers_by_type, profile_static, profile_dynamic, rule_ids, group_names, cap_notes }
     }
 
     /// The model.
@@ -256,11 +273,11 @@ impl Engine {
         for &(group, n) in points {
             let given = self.add_points(lead, group, n);
             out.push(Change::Points {
-                source: source.to_string(),
-                group: self.model.scores[group].name.clone(),
+                source: source.into(),
+                group: self.group_names[group].clone(),
                 asked: n,
                 given,
-                note: (given != n).then(|| "limited by the score's bounds".to_string()),
+                note: (given != n).then(|| BOUNDS_NOTE.into()),
             });
         }
     }

@@ -126,7 +126,7 @@ impl Engine {
                 continue;
             }
             if e.machine {
-                out.push(Change::Skipped { source: rule.id.clone(), note: "machine traffic (mail scanner or proxy): recorded, no points".into() });
+                out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: "machine traffic (mail scanner or proxy): recorded, no points".into() });
                 continue;
             }
             if !lead.rules.contains_key(&rule.id) {
@@ -134,7 +134,7 @@ impl Engine {
             }
             let state = lead.rules.get_mut(&rule.id).expect("inserted above");
             if b.once && state.fired > 0 {
-                out.push(Change::Skipped { source: rule.id.clone(), note: "once: already given".into() });
+                out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: "once: already given".into() });
                 continue;
             }
             if let Some(c) = b.count {
@@ -167,11 +167,11 @@ impl Engine {
                     let left = (cap.points - used).max(0);
                     if left < n {
                         allow = left;
-                        note = Some(format!("cap: {} points per {}", cap.points, cap.per));
+                        note = self.cap_notes[i].clone();
                     }
                 }
                 let given = self.add_points(lead, group, allow);
-                let note = note.or_else(|| (given != allow).then(|| "limited by the score's bounds".to_string()));
+                let note = note.or_else(|| (given != allow).then(|| super::BOUNDS_NOTE.into()));
                 let gname = &self.model.scores[group].name;
                 if b.cap.is_some() {
                     award.push(given);
@@ -183,7 +183,7 @@ impl Engine {
                         state.total.insert(gname.clone(), given);
                     }
                 }
-                out.push(Change::Points { source: rule.id.clone(), group: gname.clone(), asked: n, given, note });
+                out.push(Change::Points { source: self.rule_ids[i].clone(), group: self.group_names[group].clone(), asked: n, given, note });
             }
             let state = lead.rules.get_mut(&rule.id).expect("inserted above");
             if let Some(cap) = b.cap {
@@ -230,7 +230,7 @@ impl Engine {
             ids.insert(r.id.clone());
             if !lead.profile_rules.contains(&r.id) {
                 for (g, n) in r.points.iter().map(|(g, n)| (&self.model.scores[*g].name, *n)) {
-                    out.push(Change::Points { source: r.id.clone(), group: g.clone(), asked: n, given: n, note: Some("profile rule now holds".into()) });
+                    out.push(Change::Points { source: r.id.as_str().into(), group: g.as_str().into(), asked: n, given: n, note: Some("profile rule now holds".into()) });
                 }
                 for tag in &r.tags {
                     if lead.tags.insert(tag.clone()) {
@@ -242,7 +242,7 @@ impl Engine {
         for old in lead.profile_rules.difference(&ids) {
             if let Some(r) = self.model.rules.iter().find(|r| &r.id == old) {
                 for (g, n) in r.points.iter().map(|(g, n)| (&self.model.scores[*g].name, *n)) {
-                    out.push(Change::Points { source: r.id.clone(), group: g.clone(), asked: -n, given: -n, note: Some("profile rule no longer holds".into()) });
+                    out.push(Change::Points { source: r.id.as_str().into(), group: g.as_str().into(), asked: -n, given: -n, note: Some("profile rule no longer holds".into()) });
                 }
             }
         }

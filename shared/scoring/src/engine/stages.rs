@@ -198,7 +198,7 @@ impl Engine {
                         lead.earned.insert(name.clone(), 0);
                         self.refresh(lead, now, false);
                         let after = self.score(lead, g);
-                        out.push(Change::Points { source: "crm:recycled".into(), group: name, asked: after - before, given: after - before, note: Some("recycle_reset".into()) });
+                        out.push(Change::Points { source: "crm:recycled".into(), group: name.into(), asked: after - before, given: after - before, note: Some("recycle_reset".into()) });
                     }
                     if let Some(to) = h.recycle_to {
                         if self.model.stage_index(&lead.stage) != Some(to) {
