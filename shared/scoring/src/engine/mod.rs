@@ -304,7 +304,8 @@ impl Engine {
 
     /// Evaluation view of a lead at a time.
     pub(crate) fn facts<'a>(&'a self, lead: &'a Lead, now: Time) -> Facts<'a> {
-        Facts { engine: self, lead, now }
+        let stage = self.model.stage_index(&lead.stage).unwrap_or(0);
+        Facts { engine: self, lead, now, stage }
     }
 
     /// When the lead next has scheduled work.
@@ -327,6 +328,8 @@ pub(crate) struct Facts<'a> {
     engine: &'a Engine,
     lead: &'a Lead,
     now: Time,
+    /// Index of the lead's stage (looked up once).
+    stage: usize,
 }
 
 impl LeadFacts for Facts<'_> {
@@ -346,7 +349,7 @@ impl LeadFacts for Facts<'_> {
         self.engine.score(self.lead, group)
     }
     fn stage(&self) -> (&str, usize) {
-        (&self.lead.stage, self.engine.model.stage_index(&self.lead.stage).unwrap_or(0))
+        (&self.lead.stage, self.stage)
     }
     fn has_tag_matching(&self, test: &Test, lists: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
         self.lead.tags.iter().any(|t| test.eval(Some(Val::Str(t)), lists))
