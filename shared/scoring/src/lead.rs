@@ -196,7 +196,8 @@ pub struct Award {
     pub at: Time,
     /// Points given per group, parallel to the rule's `points`.
     pub points: Vec<i64>,
-    /// Points asked per group (the rule's points).
+    /// Points asked per group (the rule's points) when the cap cut them; empty when every
+    /// point asked was given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub asked: Vec<i64>,
 }

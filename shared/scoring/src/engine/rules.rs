@@ -188,7 +188,9 @@ impl Engine {
             let state = lead.rules.get_mut(&rule.id).expect("inserted above");
             if let Some(cap) = b.cap {
                 let pos = state.awards.partition_point(|a| a.at <= e.at);
-                let asked = rule.points.iter().map(|(_, n)| *n).collect();
+                // `asked` is kept only when the cap cut something (empty means "as given").
+                let cut = rule.points.iter().zip(&award).any(|((_, n), g)| n != g);
+                let asked = if cut { rule.points.iter().map(|(_, n)| *n).collect() } else { Vec::new() };
                 state.awards.insert(pos, Award { at: e.at, points: award, asked });
                 prune_awards(&mut state.awards, cap.per.to_chrono());
             }
