@@ -129,70 +129,21 @@ impl Engine {
                 out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: "machine traffic (mail scanner or proxy): recorded, no points".into() });
                 continue;
             }
-            if !lead.rules.contains_key(&rule.id) {
-                lead.rules.insert(rule.id.clone(), RuleState::default());
+            // The rule's counters are taken out of the lead while the rule is applied (one map
+            // lookup to take, one to put back) and always put back.
+            let mut state = match lead.rules.get_mut(&rule.id) {
+                Some(s) => std::mem::take(s),
+                None => {
+                    lead.rules.insert(rule.id.clone(), RuleState::default());
+                    RuleState::default()
+                }
+            };
+            let fired = self.fire(i, b, &mut state, lead, e, out);
+            if let Some(slot) = lead.rules.get_mut(&rule.id) {
+                *slot = state;
             }
-            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-            if b.once && state.fired > 0 {
-                out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: "once: already given".into() });
+            if !fired {
                 continue;
-            }
-            if let Some(c) = b.count {
-                let pos = state.hits.partition_point(|x| *x <= e.at);
-                state.hits.insert(pos, e.at);
-                let from = e.at - c.within.to_chrono();
-                state.hits.retain(|t| *t > from);
-                // Only the newest `at_least` hits can decide whether the rule fires.
-                if state.hits.len() > c.at_least as usize {
-                    let cut = state.hits.len() - c.at_least as usize;
-                    state.hits.drain(..cut);
-                }
-                let in_window = state.hits.iter().filter(|t| **t <= e.at).count();
-                let rested = state.last_at.is_none_or(|l| e.at - l >= c.within.to_chrono());
-                if in_window < c.at_least as usize || !rested {
-                    continue;
-                }
-            }
-            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-            state.fired += 1;
-            state.first_at = Some(state.first_at.map_or(e.at, |f| f.min(e.at)));
-            state.last_at = Some(state.last_at.map_or(e.at, |l| l.max(e.at)));
-            // Points, cut to what the cap leaves in every window that contains this moment.
-            let mut award = if b.cap.is_some() { Vec::with_capacity(rule.points.len()) } else { Vec::new() };
-            for (k, &(group, n)) in rule.points.iter().enumerate() {
-                let mut allow = n;
-                let mut note = None;
-                if let (Some(cap), true) = (b.cap, n > 0) {
-                    let used = lead.rules.get(&rule.id).map_or(0, |st| cap_used(st, k, e.at, cap.per.to_chrono()));
-                    let left = (cap.points - used).max(0);
-                    if left < n {
-                        allow = left;
-                        note = self.cap_notes[i].clone();
-                    }
-                }
-                let given = self.add_points(lead, group, allow);
-                let note = note.or_else(|| (given != allow).then(|| super::BOUNDS_NOTE.into()));
-                let gname = &self.model.scores[group].name;
-                if b.cap.is_some() {
-                    award.push(given);
-                }
-                let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-                match state.total.get_mut(gname) {
-                    Some(t) => *t += given,
-                    None => {
-                        state.total.insert(gname.clone(), given);
-                    }
-                }
-                out.push(Change::Points { source: self.rule_ids[i].clone(), group: self.group_names[group].clone(), asked: n, given, note });
-            }
-            let state = lead.rules.get_mut(&rule.id).expect("inserted above");
-            if let Some(cap) = b.cap {
-                let pos = state.awards.partition_point(|a| a.at <= e.at);
-                // `asked` is kept only when the cap cut something (empty means "as given").
-                let cut = rule.points.iter().zip(&award).any(|((_, n), g)| n != g);
-                let asked = if cut { rule.points.iter().map(|(_, n)| *n).collect() } else { Vec::new() };
-                state.awards.insert(pos, Award { at: e.at, points: award, asked });
-                prune_awards(&mut state.awards, cap.per.to_chrono());
             }
             for tag in &rule.tags {
                 if lead.tags.insert(tag.clone()) {
@@ -200,6 +151,70 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Applies one matching behaviour rule to its counters and the lead's scores; returns
+    /// whether it fired.
+    fn fire(&self, i: usize, b: &crate::model::Behaviour, state: &mut RuleState, lead: &mut Lead, e: &Event, out: &mut Outcome) -> bool {
+        let rule = &self.model.rules[i];
+        if b.once && state.fired > 0 {
+            out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: "once: already given".into() });
+            return false;
+        }
+        if let Some(c) = b.count {
+            let pos = state.hits.partition_point(|x| *x <= e.at);
+            state.hits.insert(pos, e.at);
+            let from = e.at - c.within.to_chrono();
+            state.hits.retain(|t| *t > from);
+            // Only the newest `at_least` hits can decide whether the rule fires.
+            if state.hits.len() > c.at_least as usize {
+                let cut = state.hits.len() - c.at_least as usize;
+                state.hits.drain(..cut);
+            }
+            let in_window = state.hits.iter().filter(|t| **t <= e.at).count();
+            let rested = state.last_at.is_none_or(|l| e.at - l >= c.within.to_chrono());
+            if in_window < c.at_least as usize || !rested {
+                return false;
+            }
+        }
+        state.fired += 1;
+        state.first_at = Some(state.first_at.map_or(e.at, |f| f.min(e.at)));
+        state.last_at = Some(state.last_at.map_or(e.at, |l| l.max(e.at)));
+        // Points, cut to what the cap leaves in every window that contains this moment.
+        let mut award = if b.cap.is_some() { Vec::with_capacity(rule.points.len()) } else { Vec::new() };
+        for (k, &(group, n)) in rule.points.iter().enumerate() {
+            let mut allow = n;
+            let mut note = None;
+            if let (Some(cap), true) = (b.cap, n > 0) {
+                let left = (cap.points - cap_used(state, k, e.at, cap.per.to_chrono())).max(0);
+                if left < n {
+                    allow = left;
+                    note = self.cap_notes[i].clone();
+                }
+            }
+            let given = self.add_points(lead, group, allow);
+            let note = note.or_else(|| (given != allow).then(|| super::BOUNDS_NOTE.into()));
+            if b.cap.is_some() {
+                award.push(given);
+            }
+            let gname = &self.model.scores[group].name;
+            match state.total.get_mut(gname) {
+                Some(t) => *t += given,
+                None => {
+                    state.total.insert(gname.clone(), given);
+                }
+            }
+            out.push(Change::Points { source: self.rule_ids[i].clone(), group: self.group_names[group].clone(), asked: n, given, note });
+        }
+        if let Some(cap) = b.cap {
+            let pos = state.awards.partition_point(|a| a.at <= e.at);
+            // `asked` is kept only when the cap cut something (empty means "as given").
+            let cut = rule.points.iter().zip(&award).any(|((_, n), g)| n != g);
+            let asked = if cut { rule.points.iter().map(|(_, n)| *n).collect() } else { Vec::new() };
+            state.awards.insert(pos, Award { at: e.at, points: award, asked });
+            prune_awards(&mut state.awards, cap.per.to_chrono());
+        }
+        true
     }
 
     /// Recomputes profile contributions (only when traits changed, unless some profile rule
