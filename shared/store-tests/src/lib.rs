@@ -63,11 +63,14 @@ macro_rules! define_checks {
         /// Generates one `#[tokio::test]` per conformance check. `$fresh` is an async fn (or a
         /// closure returning a future) giving `(Arc<dyn Store>, guard)` for a new, empty store;
         /// the guard lives until the check ends. Needs `tokio` (`macros`, `rt-multi-thread`).
+        /// Attributes after the factory go on every test, e.g.
+        /// `conformance_tests!(fresh, #[ignore = "needs a server"]);`.
         #[macro_export]
         macro_rules! conformance_tests {
-            ($d fresh:expr) => {
+            ($d fresh:expr $d(, $d(#[$d attr:meta])*)?) => {
                 $(
                     #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    $d($d(#[$d attr])*)?
                     async fn $name() {
                         let (store, _guard) = ($d fresh)().await;
                         $d crate::$name(store).await;
