@@ -20,7 +20,8 @@ pub struct RunArgs {
 pub enum StoreKind {
     /// The embedded SQLite store (a fresh file per scenario).
     Embedded,
-    /// A DynamoDB endpoint (`AWS_ENDPOINT_URL`, e.g. moto server).
+    /// DynamoDB at the endpoint of the standard AWS environment (`AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, credentials) — e.g. a moto server; a fresh table per scenario.
     Dynamodb,
 }
 
@@ -58,9 +59,26 @@ pub async fn run_file(file: &std::path::Path, store: StoreKind) -> Result<scenar
     let sc = Scenario::load(file)?;
     let model = ember_scoring::Model::load(&sc.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", sc.model.display()))?;
     let dir = tempfile::tempdir().context("creating a scratch folder")?;
-    let harness = match store {
-        StoreKind::Embedded => crate::local::ScenarioHarness::embedded(std::sync::Arc::new(model), dir.path(), sc.start).await?,
-        StoreKind::Dynamodb => anyhow::bail!("--store dynamodb is not available in this build yet"),
-    };
-    scenario::run(&sc, &harness).await
+    let model = std::sync::Arc::new(model);
+    match store {
+        StoreKind::Embedded => {
+            let harness = crate::local::ScenarioHarness::embedded(model, dir.path(), sc.start).await?;
+            scenario::run(&sc, &harness).await
+        }
+        StoreKind::Dynamodb => {
+            // A fresh table per scenario on the endpoint of the standard AWS environment
+            // (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials), deleted afterwards.
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = aws_sdk_dynamodb::Client::new(&conf);
+            let table = format!("ember-scenario-{}", uuid::Uuid::new_v4().simple());
+            ember_aws::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
+            let store = std::sync::Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
+            let harness = crate::local::ScenarioHarness::with_store(model, store, dir.path(), sc.start)?;
+            let report = scenario::run(&sc, &harness).await;
+            if let Err(e) = client.delete_table().table_name(&table).send().await {
+                tracing::warn!(table = %table, error = %e, "could not delete the scenario table");
+            }
+            report
+        }
+    }
 }
