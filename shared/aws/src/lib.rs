@@ -1,4 +1,6 @@
-//! Ember's AWS adapters. For now: [`DynamoStore`], the [`Store`] on one DynamoDB table.
+//! Ember's AWS adapters: [`DynamoStore`] (the [`Store`] on one DynamoDB table, described
+//! below), [`SesMailer`] (SES v2), [`EventBridgeBus`], [`SqsDeadLetters`] and [`Settings`]
+//! (Secrets Manager, then the environment).
 //!
 //! # Table design (single table)
 //!
@@ -83,10 +85,18 @@
 
 mod commit;
 mod due;
+mod eventbridge;
 mod keys;
 mod metrics;
+mod ses;
+mod settings;
+mod sqs;
 mod table;
 
+pub use eventbridge::{EventBridgeBus, SOURCE as BUS_SOURCE};
+pub use ses::{SesMailer, tags as email_tags};
+pub use settings::{SECRETS_ARN_VAR, Settings, SettingsError};
+pub use sqs::SqsDeadLetters;
 pub use table::create_table;
 
 use async_trait::async_trait;

@@ -1,8 +1,10 @@
-//! CRM feedback: accepted, rejected, recycled, opportunity, won, lost.
+//! Feedback from outside: the CRM (accepted, rejected, recycled, opportunity, won, lost) and
+//! the email provider (delivered, opened, clicked, bounced, complained).
 
 use crate::app::{Ember, ServiceError};
+use crate::ingest::IngestStatus;
 use crate::ports::Identity;
-use ember_scoring::{CrmAction, Lead};
+use ember_scoring::{CrmAction, Lead, RawEvent};
 use serde::{Deserialize, Serialize};
 
 /// A feedback request (`POST /v1/crm/feedback`).
@@ -43,5 +45,21 @@ impl Ember {
             .await?
             .ok_or(ServiceError::NotFound)?;
         Ok(rec.lead)
+    }
+
+    /// Applies an email event reported by the provider (`email_delivered`, `email_open`,
+    /// `email_click`, `email_bounced`, `email_complaint`) to the lead it was sent to. Only a
+    /// lead that exists is touched: an event about an erased or unknown address creates
+    /// nothing (`Ok(None)`), so provider feedback can never bring an erased person back.
+    /// Machine opens and clicks are recorded and earn nothing (the engine's rule).
+    pub async fn email_feedback(&self, raw: &RawEvent) -> Result<Option<IngestStatus>, ServiceError> {
+        let event = raw.validate(self.clock.now(), crate::ingest::new_event_id).map_err(ServiceError::Invalid)?;
+        let Some(email) = event.email.clone() else {
+            return Err(ServiceError::Invalid("an email event needs the recipient's `email`".into()));
+        };
+        if self.store.lookup(&Identity::Email(email)).await?.is_none() {
+            return Ok(None);
+        }
+        self.apply_event(&event).await.map(Some)
     }
 }

@@ -51,7 +51,7 @@ fn new_lead_id() -> String {
     format!("ld_{}", uuid::Uuid::now_v7().simple())
 }
 
-fn new_event_id() -> String {
+pub(crate) fn new_event_id() -> String {
     format!("ev_{}", uuid::Uuid::now_v7().simple())
 }
 

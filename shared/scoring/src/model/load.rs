@@ -51,15 +51,32 @@ impl Model {
     /// Reads and validates a model file; template bodies given as file paths are read relative
     /// to the model's folder.
     pub fn load(path: &Path) -> Result<Model, ModelErrors> {
+        Model::load_with(path, &|var| std::env::var(var).ok())
+    }
+
+    /// As [`Model::load`], with `${VAR}` references resolved by `vars` instead of the process
+    /// environment (a function reads them from its secret).
+    pub fn load_with(path: &Path, vars: &dyn Fn(&str) -> Option<String>) -> Result<Model, ModelErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ModelErrors(vec![ModelError { file: file.clone(), path: "(file)".into(), message: format!("cannot read: {e}") }])
         })?;
-        Model::from_yaml_str(&text, &file, path.parent())
+        Model::from_yaml_str_with(&text, &file, path.parent(), vars)
     }
 
-    /// Validates YAML text; `file` names it in messages; `base_dir` resolves template paths.
+    /// Validates YAML text; `file` names it in messages; `base_dir` resolves template paths;
+    /// `${VAR}` references come from the process environment.
     pub fn from_yaml_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Model, ModelErrors> {
+        Model::from_yaml_str_with(text, file, base_dir, &|var| std::env::var(var).ok())
+    }
+
+    /// As [`Model::from_yaml_str`], with `${VAR}` references resolved by `vars`.
+    pub fn from_yaml_str_with(
+        text: &str,
+        file: &str,
+        base_dir: Option<&Path>,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Model, ModelErrors> {
         let syntax = |e: serde_yaml::Error| {
             let msg = e.to_string();
             let at = match e.location() {
@@ -71,7 +88,7 @@ impl Model {
         let mut root: Value = serde_yaml::from_str(text).map_err(syntax)?;
         // `<<: *anchor` merge keys are a YAML 1.1 habit; resolve them rather than call them unknown.
         root.apply_merge().map_err(syntax)?;
-        let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), ..Ctx::default() };
+        let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), vars: Some(vars), ..Ctx::default() };
         let model = cx.model(&root);
         sort_in_file_order(&mut cx.errors, &root);
         sort_in_file_order(&mut cx.warnings, &root);
@@ -86,8 +103,9 @@ impl Model {
 }
 
 #[derive(Default)]
-struct Ctx {
+struct Ctx<'v> {
     file: String,
+    vars: Option<&'v dyn Fn(&str) -> Option<String>>,
     base: Option<PathBuf>,
     errors: Vec<ModelError>,
     warnings: Vec<ModelError>,
@@ -132,7 +150,7 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-impl Ctx {
+impl Ctx<'_> {
     fn err(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(ModelError { file: self.file.clone(), path: path.to_string(), message: message.into() });
     }
@@ -757,8 +775,8 @@ impl Ctx {
                 self.err(path, format!("`${{{var}}}` is not an environment variable reference (letters, digits and `_` only)"));
                 return None;
             }
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => out.push_str(&v),
+            match self.vars.and_then(|f| f(var)) {
+                Some(v) if !v.is_empty() => out.push_str(&v),
                 _ => unset.push(var.to_string()),
             }
             rest = &after[end + 1..];

@@ -1,0 +1,42 @@
+//! # ember-lambda — Ember on AWS Lambda
+//!
+//! Every function binary in `functions/` is a few lines: build the [`AwsStack`] once per
+//! container (clients, model, secret), then hand each invocation to one of the handlers here,
+//! which translate the Lambda event and call the shared services — the same services `ember
+//! dev` calls with local adapters.
+//!
+//! | function | trigger | handler |
+//! |---|---|---|
+//! | `ingest` | HTTP API `POST /v1/events` | [`http::router`] |
+//! | `api` | HTTP API, every other route | [`http::router`] |
+//! | `decay` | EventBridge Scheduler, daily | [`schedule::run`] |
+//! | `drip` | EventBridge Scheduler, every minute (drip, then SLA breaches) | [`schedule::run`] |
+//! | `feedback` | SES events from EventBridge | [`ses_events::handle`] |
+//! | `handoff` | `lead.qualified` / `lead.sla_breached` / `lead.recycled` from the bus | [`bus_events::handle`] |
+//!
+//! Logs are JSON (`tracing`) and carry ids only, never emails or names.
+
+#![warn(missing_docs)]
+
+pub mod bus_events;
+pub mod http;
+pub mod schedule;
+pub mod serve;
+pub mod ses_events;
+mod stack;
+
+pub use stack::{AwsStack, StackConfig, StackError, lambda_retry_policy};
+
+/// Sets up JSON logs for a function (level from `RUST_LOG`, default `info`), without ANSI
+/// colours, timestamps left to CloudWatch.
+pub fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .without_time()
+        .with_current_span(false)
+        .try_init();
+}

@@ -1,0 +1,58 @@
+//! The main loop of each function: build the stack once, then serve invocations.
+
+use crate::{AwsStack, bus_events, schedule, ses_events};
+pub use lambda_runtime::Error;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Builds the stack once per container (logging why, without secrets, when it cannot).
+async fn stack() -> Result<Arc<AwsStack>, Error> {
+    crate::init_logs();
+    match AwsStack::from_env().await {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => {
+            tracing::error!(error = %e, "the function cannot start");
+            Err(e.into())
+        }
+    }
+}
+
+/// `ingest` and `api`: the HTTP router behind API Gateway.
+pub async fn http() -> Result<(), Error> {
+    let stack = stack().await?;
+    lambda_http::run(crate::http::router(&stack)).await
+}
+
+/// `decay` and `drip`: Scheduler invocations.
+pub async fn scheduled() -> Result<(), Error> {
+    let stack = stack().await?;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<schedule::Invocation>| {
+        let stack = stack.clone();
+        async move {
+            let deadline = schedule::deadline_from_millis(ev.context.deadline);
+            Ok::<_, Error>(schedule::run(&stack, &ev.payload, deadline).await)
+        }
+    }))
+    .await
+}
+
+/// `feedback`: SES events from EventBridge.
+pub async fn feedback() -> Result<(), Error> {
+    let stack = stack().await?;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        let stack = stack.clone();
+        async move { ses_events::handle(&stack, &ev.payload).await.map_err(Error::from) }
+    }))
+    .await
+}
+
+/// `handoff`: domain messages from the bus.
+pub async fn handoff() -> Result<(), Error> {
+    let stack = stack().await?;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        let stack = stack.clone();
+        async move { bus_events::handle(&stack, &ev.payload).await.map_err(Error::from) }
+    }))
+    .await
+}

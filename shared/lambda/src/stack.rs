@@ -1,0 +1,168 @@
+//! The services on AWS adapters, built once per container.
+
+use aws_config::SdkConfig;
+use ember_aws::{DynamoStore, EventBridgeBus, SesMailer, Settings, SettingsError, SqsDeadLetters};
+use ember_delivery::{HttpWebhookSender, RetryPolicy};
+use std::time::Duration;
+use ember_scoring::{Engine, Model};
+use ember_service::compose::{ComposeSettings, Composer};
+use ember_service::ports::{Bus, BusError, Clock, DeadLetters, SystemClock, WebhookDelivery};
+use ember_service::{Ember, Handoff};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What can stop a container from starting. Each names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A required environment variable is missing.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// The model does not load.
+    #[error("the model {path} is invalid:\n{errors}")]
+    Model {
+        /// Model file.
+        path: String,
+        /// Every error.
+        errors: String,
+    },
+    /// The secret could not be read.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The email templates do not compile.
+    #[error("the model's templates do not compile:\n{0}")]
+    Templates(String),
+}
+
+/// Where everything is. [`StackConfig::from_env`] reads the function's environment.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Model file (`EMBER_MODEL`, in the stack's layer: `/opt/ember/model.yaml`).
+    pub model: PathBuf,
+    /// DynamoDB table (`EMBER_TABLE`).
+    pub table: String,
+    /// Custom EventBridge bus (`EMBER_BUS`); none: domain messages are only logged.
+    pub bus: Option<String>,
+    /// SES configuration set (`EMBER_SES_CONFIGURATION_SET`).
+    pub configuration_set: Option<String>,
+    /// Base URL of the API, for unsubscribe links (`EMBER_PUBLIC_URL`).
+    pub public_url: String,
+    /// SQS queue for webhook deliveries that failed for good (`EMBER_DLQ_URL`).
+    pub dead_letter_queue: Option<String>,
+    /// Webhook retries within one invocation ([`lambda_retry_policy`]).
+    pub webhook_retry: RetryPolicy,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl StackConfig {
+    /// From the environment.
+    pub fn from_env() -> Result<StackConfig, StackError> {
+        Ok(StackConfig {
+            model: var("EMBER_MODEL").unwrap_or_else(|| "/opt/ember/model.yaml".into()).into(),
+            table: var("EMBER_TABLE").ok_or(StackError::Missing("EMBER_TABLE"))?,
+            bus: var("EMBER_BUS"),
+            configuration_set: var("EMBER_SES_CONFIGURATION_SET"),
+            public_url: var("EMBER_PUBLIC_URL").unwrap_or_default(),
+            dead_letter_queue: var("EMBER_DLQ_URL"),
+            webhook_retry: lambda_retry_policy(),
+        })
+    }
+}
+
+/// The services and adapters of one container.
+#[derive(Clone)]
+pub struct AwsStack {
+    /// The services.
+    pub ember: Ember,
+    /// Webhooks to the CRM.
+    pub handoff: Arc<Handoff>,
+    /// The store (for its counters).
+    pub store: DynamoStore,
+    /// Settings (secret, then environment): API keys and the like.
+    pub settings: Settings,
+}
+
+/// A bus for functions that publish nothing anyone listens to (or tests without a bus):
+/// messages are logged by type and id.
+struct LogBus;
+
+#[async_trait::async_trait]
+impl Bus for LogBus {
+    async fn publish(&self, messages: &[ember_scoring::lead::Message]) -> Result<(), BusError> {
+        for m in messages {
+            tracing::info!(message_type = %m.kind, message_id = %m.id, "domain message (no bus configured)");
+        }
+        Ok(())
+    }
+}
+
+/// Dead letters when no queue is configured: the failure is logged (ids only) and kept nowhere.
+struct LogDeadLetters;
+
+#[async_trait::async_trait]
+impl DeadLetters for LogDeadLetters {
+    async fn put(&self, delivery: &WebhookDelivery, error: &str) -> Result<(), BusError> {
+        tracing::error!(webhook_id = %delivery.id, hook = %delivery.hook, error, "webhook failed and no dead-letter queue is configured");
+        Err(BusError("no dead-letter queue configured (EMBER_DLQ_URL)".into()))
+    }
+    async fn take(&self, _limit: usize) -> Result<Vec<WebhookDelivery>, BusError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Webhook retries within one invocation: 1 s, 4 s, 16 s (exponential), then the dead-letter
+/// queue, from which `ember webhooks replay` sends them again.
+pub fn lambda_retry_policy() -> RetryPolicy {
+    RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(16)])
+}
+
+impl AwsStack {
+    /// Reads the environment and the secret, then builds everything.
+    pub async fn from_env() -> Result<AwsStack, StackError> {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let settings = Settings::load(&conf).await?;
+        AwsStack::build(&conf, &StackConfig::from_env()?, settings)
+    }
+
+    /// Builds the services over the AWS clients of `conf`.
+    pub fn build(conf: &SdkConfig, cfg: &StackConfig, settings: Settings) -> Result<AwsStack, StackError> {
+        let model = Model::load_with(&cfg.model, &|name| settings.get(name))
+            .map_err(|e| StackError::Model { path: cfg.model.display().to_string(), errors: e.to_string() })?;
+        for w in &model.warnings {
+            tracing::warn!(warning = %w, "model");
+        }
+        let model = Arc::new(model);
+        let unsubscribe_secret = settings.get("EMBER_UNSUBSCRIBE_SECRET").unwrap_or_default().into_bytes();
+        if unsubscribe_secret.is_empty() {
+            tracing::warn!("EMBER_UNSUBSCRIBE_SECRET is not set: unsubscribe links cannot be verified");
+        }
+        let composer = Composer::new(
+            &model,
+            ComposeSettings { public_url: cfg.public_url.clone(), unsubscribe_secret, unsubscribe_mailto: None },
+        )
+        .map_err(|errs| StackError::Templates(errs.join("\n")))?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(conf), cfg.table.clone());
+        let mailer = Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(conf), cfg.configuration_set.clone()));
+        let bus: Arc<dyn Bus> = match &cfg.bus {
+            Some(name) => Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(conf), name.clone())),
+            None => Arc::new(LogBus),
+        };
+        let dead: Arc<dyn DeadLetters> = match &cfg.dead_letter_queue {
+            Some(url) => Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(conf), url.clone())),
+            None => Arc::new(LogDeadLetters),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let webhooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
+        let handoff = Arc::new(Handoff::new(
+            webhooks,
+            Arc::new(HttpWebhookSender::new(cfg.webhook_retry.clone(), None)),
+            dead,
+            Arc::new(|| chrono::Utc::now().timestamp()),
+        ));
+        let engine = Arc::new(Engine::new(model));
+        let ember = Ember::new(engine, Arc::new(store.clone()), mailer, bus, clock, Arc::new(composer));
+        Ok(AwsStack { ember, handoff, store, settings })
+    }
+}

@@ -1,0 +1,385 @@
+//! Every function's sample event (`events/`) through its real handler, against moto (DynamoDB,
+//! SES v2, EventBridge, SQS), with the example model.
+//!
+//! These tests need moto: `scripts/test` starts it and runs ignored tests with
+//! `EMBER_MOTO_ENDPOINT` set. By hand:
+//!
+//! ```text
+//! export EMBER_MOTO_ENDPOINT=$(scripts/moto)
+//! cargo test -p ember-lambda -- --include-ignored
+//! ```
+//!
+//! Without `EMBER_MOTO_ENDPOINT` they fail; they never pass silently.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use axum::body::Body;
+use ember_aws::{Settings, SqsDeadLetters};
+use ember_delivery::RetryPolicy;
+use ember_lambda::schedule::{self, Invocation};
+use ember_lambda::ses_events::{self, Handled};
+use ember_lambda::{AwsStack, StackConfig, bus_events, http};
+use ember_scoring::Lead;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const MOTO_NEEDED: &str = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)";
+
+fn endpoint() -> String {
+    match std::env::var("EMBER_MOTO_ENDPOINT") {
+        Ok(e) if !e.trim().is_empty() => e,
+        _ => panic!("EMBER_MOTO_ENDPOINT is not set: these tests need a moto server (`export EMBER_MOTO_ENDPOINT=$(scripts/moto)`)."),
+    }
+}
+
+async fn conf() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(repo(&format!("events/{name}"))).unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+fn sample_json(name: &str) -> Value {
+    serde_json::from_str(&sample(name)).unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The stack of one test: a fresh table (and whatever else the test asks for) on moto.
+struct Fixture {
+    conf: SdkConfig,
+    stack: AwsStack,
+}
+
+#[derive(Default)]
+struct Options {
+    bus: Option<String>,
+    dead_letter_queue: Option<String>,
+    secret: Option<Value>,
+}
+
+async fn fixture(opts: Options) -> Fixture {
+    let conf = conf().await;
+    let table = unique("ember-fn-test");
+    ember_aws::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
+    let cfg = StackConfig {
+        model: repo("examples/b2b-saas.yaml"),
+        table,
+        bus: opts.bus,
+        configuration_set: None,
+        public_url: "https://api.ember.example".into(),
+        dead_letter_queue: opts.dead_letter_queue,
+        webhook_retry: RetryPolicy::new(vec![Duration::from_millis(10), Duration::from_millis(20)]),
+    };
+    let mut secret = json!({"EMBER_UNSUBSCRIBE_SECRET": "test-unsubscribe-secret"});
+    if let Some(Value::Object(extra)) = opts.secret {
+        secret.as_object_mut().unwrap().extend(extra);
+    }
+    let settings = Settings::parse("test-secret", &secret.to_string()).expect("settings");
+    let stack = AwsStack::build(&conf, &cfg, settings).expect("stack");
+    Fixture { conf, stack }
+}
+
+impl Fixture {
+    /// Sends an HTTP API (payload 2.0) event through the router, as `lambda_http` would.
+    async fn http(&self, event: &str) -> (u16, Value) {
+        let req = lambda_http::request::from_str(event).expect("an API Gateway HTTP API event");
+        let (parts, body) = req.into_parts();
+        let req = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
+        let resp = http::router(&self.stack).oneshot(req).await.expect("router answers");
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn lead_by_email(&self, email: &str) -> Lead {
+        let id = ember_service::ports::Identity::Email(email.into());
+        self.stack.ember.lead_by(&id).await.expect("store").expect("the lead exists")
+    }
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn http_samples_run_through_the_router() {
+    let _ = MOTO_NEEDED;
+    let fx = fixture(Options::default()).await;
+    let (status, body) = fx.http(&sample("http-post-events.json")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 2, "{body}");
+    // A retried request is accepted once.
+    let (_, again) = fx.http(&sample("http-post-events.json")).await;
+    assert_eq!(again["duplicate"], 2, "{again}");
+
+    let (status, lead) = fx.http(&sample("http-get-lead.json")).await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["email"], "sample.lead@example.com");
+    // Head of Marketing in France (fit 20), then a demo request: a hand-raiser goes to SQL.
+    assert_eq!(lead["stage"], "sql", "{lead}");
+    assert_eq!(lead["scores"]["engagement"], 30, "{lead}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn decay_sample_decays_quiet_leads_and_stops_at_the_deadline() {
+    let fx = fixture(Options::default()).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let inv: Invocation = serde_json::from_str(&sample("scheduler-decay.json")).expect("a Scheduler input");
+
+    // An invocation already past its deadline does nothing and says so.
+    let report = schedule::run(&fx.stack, &inv, Instant::now()).await;
+    let decay = report.decay.expect("decay ran");
+    assert!(decay.incomplete && decay.processed == 0, "{decay:?}");
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 30);
+
+    // On time: the lead, quiet since March 2 (> 90 days), loses 10 points, once.
+    let report = schedule::run(&fx.stack, &inv, far()).await;
+    let decay = report.decay.expect("decay ran");
+    assert_eq!((decay.processed, decay.incomplete), (1, false), "{decay:?}");
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 20);
+    let again = schedule::run(&fx.stack, &inv, far()).await.decay.expect("decay ran");
+    assert_eq!(again.processed, 0, "a retried run finds nothing due: {again:?}");
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 20);
+}
+
+/// Messages moto's SES received, as (recipient, subject).
+async fn ses_messages() -> Vec<(String, String)> {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint())).await.expect("moto").json().await.expect("json");
+    data["ses"]["Message"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    (
+                        m["destinations"]["ToAddresses"][0].as_str().unwrap_or("").to_string(),
+                        m["subject"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn drip_sample_sends_through_ses_once() {
+    let fx = fixture(Options::default()).await;
+    aws_sdk_sesv2::Client::new(&fx.conf).create_email_identity().email_identity("ember.example").send().await.ok();
+    let reader = format!("{}@example.com", unique("reader"));
+    let raw = serde_json::from_value(json!({
+        "event_id": unique("nl"), "type": "newsletter_subscribe", "occurred_at": "2026-03-19T10:00:00Z", "email": reader,
+    }))
+    .unwrap();
+    assert!(fx.stack.ember.ingest(&raw).await.is_accepted());
+    let inv: Invocation = serde_json::from_str(&sample("scheduler-drip.json")).expect("a Scheduler input");
+    let report = schedule::run(&fx.stack, &inv, far()).await;
+    assert_eq!(report.drip.as_ref().map(|r| r.sent), Some(1), "{report:?}");
+    assert!(report.sla.is_some(), "drip also raises SLA breaches");
+    let to_reader = |ms: Vec<(String, String)>| ms.into_iter().filter(|(to, _)| *to == reader).collect::<Vec<_>>();
+    let sent = to_reader(ses_messages().await);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, "Welcome!");
+    // The same invocation again (Scheduler retries): nothing is sent twice.
+    let report = schedule::run(&fx.stack, &inv, far()).await;
+    assert_eq!(report.drip.as_ref().map(|r| r.sent), Some(0), "{report:?}");
+    assert_eq!(to_reader(ses_messages().await).len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn ses_samples_become_lead_events() {
+    let fx = fixture(Options::default()).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let engagement = |l: &Lead| l.scores["engagement"];
+    let before = engagement(&fx.lead_by_email("sample.lead@example.com").await);
+
+    let handle = |name: &'static str| {
+        let stack = fx.stack.clone();
+        async move { ses_events::handle(&stack, &sample_json(name)).await.expect(name) }
+    };
+    assert_eq!(handle("ses-delivery.json").await, Handled::Applied { kind: "email_delivered".into(), status: "accepted".into() });
+    assert_eq!(handle("ses-open.json").await, Handled::Applied { kind: "email_open".into(), status: "accepted".into() });
+    assert_eq!(handle("ses-click.json").await, Handled::Applied { kind: "email_click".into(), status: "accepted".into() });
+    // A person's open (+2) and click (+10) count.
+    assert_eq!(engagement(&fx.lead_by_email("sample.lead@example.com").await), before + 12);
+    // EventBridge redelivers: counted once.
+    assert_eq!(handle("ses-click.json").await, Handled::Applied { kind: "email_click".into(), status: "duplicate".into() });
+    // A link scanner's click, 3 s after sending: recorded, no points.
+    assert_eq!(handle("ses-click-scanner.json").await, Handled::Applied { kind: "email_click".into(), status: "accepted".into() });
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    assert_eq!(engagement(&lead), before + 12);
+    let timeline = fx.stack.ember.store().events(&lead.id).await.expect("timeline");
+    let scanner = timeline.iter().find(|e| e.event.id.ends_with("000000000006")).expect("the scanner click is in the timeline");
+    assert!(scanner.event.machine, "flagged as machine traffic");
+
+    // A hard bounce and a complaint suppress the address.
+    assert!(matches!(handle("ses-bounce.json").await, Handled::Applied { .. }));
+    assert!(matches!(handle("ses-complaint.json").await, Handled::Applied { .. }));
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    assert!(lead.consent.bounced_at.is_some() && lead.consent.complained_at.is_some(), "{:?}", lead.consent);
+
+    // Types Ember does not track are acknowledged; unknown addresses create nothing.
+    let mut send = sample_json("ses-delivery.json");
+    send["detail"]["eventType"] = json!("Send");
+    assert_eq!(ses_events::handle(&fx.stack, &send).await.unwrap(), Handled::Ignored { event_type: "Send".into() });
+    let mut stranger = sample_json("ses-open.json");
+    stranger["id"] = json!(unique("ev"));
+    stranger["detail"]["mail"]["destination"] = json!(["nobody-here@example.com"]);
+    assert_eq!(ses_events::handle(&fx.stack, &stranger).await.unwrap(), Handled::NoLead);
+    let nobody = ember_service::ports::Identity::Email("nobody-here@example.com".into());
+    assert!(fx.stack.ember.lead_by(&nobody).await.unwrap().is_none());
+    // Not an SES event: a clear error.
+    let err = ses_events::handle(&fx.stack, &json!({"id": "x", "detail": {}})).await.unwrap_err().to_string();
+    assert!(err.contains("eventType"), "{err}");
+}
+
+/// A webhook receiver on loopback: records (headers, body) and answers `status`.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        r.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        let state = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    state.got.lock().unwrap().push((headers, body));
+                    axum::http::StatusCode::from_u16(state.status.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, url)
+    }
+    fn set_status(&self, s: u16) {
+        self.status.store(s, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn take(&self) -> Vec<(axum::http::HeaderMap, String)> {
+        std::mem::take(&mut *self.got.lock().unwrap())
+    }
+}
+
+async fn queue(conf: &SdkConfig) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(conf);
+    let url = sqs.create_queue().queue_name(unique("ember-test")).send().await.expect("queue").queue_url.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    (url, arn)
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
+    let (receiver, url) = Receiver::start().await;
+    let conf = conf().await;
+    let (dlq, _) = queue(&conf).await;
+    let secret = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY3OA==";
+    let fx = fixture(Options {
+        dead_letter_queue: Some(dlq.clone()),
+        secret: Some(json!({"CRM_WEBHOOK_URL": url, "CRM_WEBHOOK_SECRET": secret})),
+        ..Options::default()
+    })
+    .await;
+    let event = sample_json("bus-lead-qualified.json");
+    assert_eq!(bus_events::handle(&fx.stack, &event).await.unwrap(), "msg_sample_qualified");
+    let got = receiver.take();
+    assert_eq!(got.len(), 1);
+    let (h, body) = &got[0];
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(header("webhook-id"), "msg_sample_qualified");
+    let now = chrono::Utc::now().timestamp();
+    ember_service::signing::verify(secret, &header("webhook-id"), &header("webhook-timestamp"), &header("webhook-signature"), body, now, 300)
+        .expect("a valid Standard Webhooks signature");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["type"], "lead.qualified");
+
+    // The CRM is down: three attempts, then the dead-letter queue; the invocation succeeds.
+    receiver.set_status(503);
+    let mut failing = event.clone();
+    failing["detail"]["id"] = json!("msg_sample_failing");
+    assert!(bus_events::handle(&fx.stack, &failing).await.is_ok());
+    assert_eq!(receiver.take().len(), 3);
+    let letters = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), dlq.clone());
+    assert_eq!(letters.len().await.unwrap(), 1);
+
+    // Back up: the replay delivers it (same id, fresh signature) and empties the queue.
+    receiver.set_status(200);
+    let report = fx.stack.handoff.replay(10).await.unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+    let got = receiver.take();
+    assert_eq!(got[0].0.get("webhook-id").unwrap(), "msg_sample_failing");
+    assert_eq!(letters.len().await.unwrap(), 0);
+
+    // Not an Ember message: the invocation fails (the rule's retries and DLQ take it).
+    assert!(bus_events::handle(&fx.stack, &json!({"detail": {"nope": 1}})).await.is_err());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn domain_messages_reach_eventbridge_rules() {
+    let conf = conf().await;
+    let bus = unique("ember-bus");
+    let eb = aws_sdk_eventbridge::Client::new(&conf);
+    eb.create_event_bus().name(&bus).send().await.expect("bus");
+    let (queue_url, queue_arn) = queue(&conf).await;
+    eb.put_rule()
+        .name("handoff")
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": ["ember"], "detail-type": ["lead.qualified"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    eb.put_targets()
+        .rule("handoff")
+        .event_bus_name(&bus)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(&queue_arn).build().unwrap())
+        .send()
+        .await
+        .expect("target");
+    let fx = fixture(Options { bus: Some(bus), ..Options::default() }).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let out = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.unwrap();
+    let events: Vec<Value> = out.messages().iter().filter_map(|m| serde_json::from_str(m.body()?).ok()).collect();
+    assert_eq!(events.len(), 1, "exactly the lead.qualified message: {events:?}");
+    assert_eq!(events[0]["detail-type"], "lead.qualified");
+    assert_eq!(events[0]["source"], "ember");
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    assert_eq!(events[0]["detail"]["lead_id"], lead.id.as_str());
+    assert_eq!(events[0]["detail"]["data"]["stage"], "sql");
+}
