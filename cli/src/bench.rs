@@ -36,6 +36,13 @@ pub struct BenchArgs {
     /// Only the pure scoring benchmark (for instruction counting under callgrind).
     #[arg(long)]
     pub scoring_only: bool,
+    /// Instead: DynamoDB round trips and write units per ingested event, and what the decay and
+    /// drip sweeps read against what is due (needs `AWS_ENDPOINT_URL`, e.g. a moto server).
+    #[arg(long, conflicts_with = "scoring_only")]
+    pub dynamodb: bool,
+    /// With --dynamodb: table sizes for the sweep measurement (1 % of the leads due).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub sweep_leads: Vec<usize>,
 }
 
 /// A realistic mix of website and email events for lead `i`, event `n`.
@@ -80,6 +87,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let engine = Engine::new(model.clone());
     let start: Time = "2026-03-02T09:00:00Z".parse()?;
     let leads = args.leads.max(1);
+    if args.dynamodb {
+        let o = crate::bench_dynamodb::Options { leads: leads.min(200), events_per_lead: 10, sweep_sizes: args.sweep_leads.clone() };
+        let report = crate::bench_dynamodb::run(model, o).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
 
     // --- Pure scoring -----------------------------------------------------------------
     let per_lead = args.events.div_ceil(leads);

@@ -77,6 +77,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             unsubscribe_secret: unsubscribe_secret(&args.data)?,
             clock: clock.clone(),
             webhooks: http_webhooks(&args.data),
+            mailer: None,
         },
     )?;
     let ember = stack.ember.clone();

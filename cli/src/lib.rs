@@ -5,11 +5,13 @@
 //! Lambda functions run.
 
 pub mod bench;
+pub mod bench_dynamodb;
 pub mod dev;
 pub mod local;
 pub mod scenario;
 pub mod scenario_cmd;
 pub mod validate;
+pub mod webhooks;
 
 /// A multi-threaded Tokio runtime for the commands.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use ember_delivery::{FileDeadLetters, HttpWebhookSender, LocalBus, MemoryWebhookRecorder, OutboxMailer};
 use ember_scoring::{Engine, Model, Time};
 use ember_service::compose::{ComposeSettings, Composer};
-use ember_service::ports::{Clock, ManualClock, MessageHandler, Store, WebhookSender};
+use ember_service::ports::{Clock, Mailer, ManualClock, MessageHandler, OutgoingEmail, Store, WebhookSender};
 use ember_service::{Ember, Handoff};
 use ember_store_sqlite::SqliteStore;
 use std::path::Path;
@@ -33,6 +33,8 @@ pub struct LocalOptions {
     pub clock: Arc<dyn Clock>,
     /// Webhook sender.
     pub webhooks: Arc<dyn WebhookSender>,
+    /// The mailer (default: the outbox under the data folder).
+    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl LocalStack {
@@ -53,7 +55,8 @@ impl LocalStack {
         let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead, now_secs));
         let handlers: Vec<Arc<dyn MessageHandler>> = vec![handoff.clone()];
         let bus = Arc::new(LocalBus::new(handlers));
-        let ember = Ember::new(engine, store, outbox.clone(), bus, opts.clock, Arc::new(composer));
+        let mailer: Arc<dyn Mailer> = opts.mailer.unwrap_or_else(|| outbox.clone());
+        let ember = Ember::new(engine, store, mailer, bus, opts.clock, Arc::new(composer));
         Ok(LocalStack { ember, handoff, outbox })
     }
 }
@@ -63,6 +66,55 @@ pub struct ScenarioHarness {
     stack: LocalStack,
     clock: Arc<ManualClock>,
     recorder: Arc<MemoryWebhookRecorder>,
+    ses: Option<Arc<SesReadBack>>,
+}
+
+/// The SES mailer for scenarios on a local AWS stand-in (moto): sends through the SES v2 API,
+/// remembers which lead and template each accepted message id was, and reads the messages the
+/// endpoint really holds back from its `/moto-api/data.json`.
+pub struct SesReadBack {
+    inner: ember_aws::SesMailer,
+    endpoint: String,
+    sent: std::sync::Mutex<Vec<(String, String, String)>>,
+}
+
+impl SesReadBack {
+    /// A mailer over `conf`'s SES endpoint; creates the sender's domain identity (the endpoint
+    /// must be a moto server: its management API is read back).
+    pub async fn new(conf: &aws_config::SdkConfig, endpoint: String, model: &Model) -> Result<SesReadBack> {
+        let client = aws_sdk_sesv2::Client::new(conf);
+        if let Some(email) = &model.email {
+            let from = &email.from;
+            let domain = from.rsplit('@').next().unwrap_or(from).trim_end_matches('>').to_string();
+            // Already there from an earlier scenario: fine.
+            client.create_email_identity().email_identity(&domain).send().await.ok();
+        }
+        Ok(SesReadBack { inner: ember_aws::SesMailer::new(client, None), endpoint, sent: Default::default() })
+    }
+
+    /// (lead, template) of every message the endpoint holds, in sending order.
+    async fn read_back(&self) -> Result<Vec<(String, String)>> {
+        let url = format!("{}/moto-api/data.json", self.endpoint.trim_end_matches('/'));
+        let text = reqwest::get(&url).await.and_then(|r| r.error_for_status()).with_context(|| format!("GET {url}"))?.text().await?;
+        let data: serde_json::Value = serde_json::from_str(&text).context("reading moto's data.json")?;
+        let held: std::collections::HashSet<&str> = data["ses"]["Message"]
+            .as_array()
+            .map(|ms| ms.iter().filter_map(|m| m["id"].as_str()).collect())
+            .unwrap_or_default();
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sent.iter().filter(|(id, _, _)| held.contains(id.as_str())).map(|(_, l, t)| (l.clone(), t.clone())).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for SesReadBack {
+    async fn send(&self, email: &OutgoingEmail) -> ember_scoring::SendOutcome {
+        let outcome = self.inner.send(email).await;
+        if let ember_scoring::SendOutcome::Sent { message_id } = &outcome {
+            self.sent.lock().unwrap_or_else(|e| e.into_inner()).push((message_id.clone(), email.lead_id.clone(), email.template.clone()));
+        }
+        outcome
+    }
 }
 
 impl ScenarioHarness {
@@ -79,6 +131,17 @@ impl ScenarioHarness {
 
     /// On any store.
     pub fn with_store(model: Arc<Model>, store: Arc<dyn Store>, dir: &Path, start: Time) -> Result<ScenarioHarness> {
+        Self::with_store_and_mailer(model, store, dir, start, None)
+    }
+
+    /// On any store, sending email through SES (read back from the endpoint) when given.
+    pub fn with_store_and_mailer(
+        model: Arc<Model>,
+        store: Arc<dyn Store>,
+        dir: &Path,
+        start: Time,
+        ses: Option<Arc<SesReadBack>>,
+    ) -> Result<ScenarioHarness> {
         let clock = Arc::new(ManualClock::at(start));
         let recorder = Arc::new(MemoryWebhookRecorder::new());
         let stack = LocalStack::open(
@@ -90,9 +153,10 @@ impl ScenarioHarness {
                 unsubscribe_secret: b"scenario-only-secret".to_vec(),
                 clock: clock.clone(),
                 webhooks: recorder.clone(),
+                mailer: ses.clone().map(|m| m as Arc<dyn Mailer>),
             },
         )?;
-        Ok(ScenarioHarness { stack, clock, recorder })
+        Ok(ScenarioHarness { stack, clock, recorder, ses })
     }
 }
 
@@ -105,6 +169,9 @@ impl Harness for ScenarioHarness {
         &self.clock
     }
     async fn emails(&self) -> Result<Vec<(String, String)>> {
+        if let Some(ses) = &self.ses {
+            return ses.read_back().await;
+        }
         Ok(self.stack.outbox.sent()?.into_iter().map(|e| (e.lead_id, e.template)).collect())
     }
     async fn webhooks(&self) -> Result<Vec<(String, String)>> {

@@ -34,6 +34,17 @@ enum Command {
     },
     /// Measures scoring and ingest throughput.
     Bench(ember::bench::BenchArgs),
+    /// Webhooks to the CRM.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Sends the dead-letter queue's deliveries again (SQS with --queue-url, else the local data folder).
+    Replay(ember::webhooks::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +61,9 @@ fn main() -> ExitCode {
             ember::runtime().and_then(|rt| rt.block_on(ember::scenario_cmd::run(args)))
         }
         Command::Validate { models } => Ok(ember::validate::run(&models)),
+        Command::Webhooks { command: WebhooksCommand::Replay(args) } => {
+            ember::runtime().and_then(|rt| rt.block_on(ember::webhooks::replay(args)))
+        }
         Command::Bench(args) => ember::runtime().and_then(|rt| rt.block_on(ember::bench::run(args))).map(|_| true),
     };
     match result {

@@ -20,8 +20,9 @@ pub struct RunArgs {
 pub enum StoreKind {
     /// The embedded SQLite store (a fresh file per scenario).
     Embedded,
-    /// DynamoDB at the endpoint of the standard AWS environment (`AWS_ENDPOINT_URL`,
-    /// `AWS_REGION`, credentials) — e.g. a moto server; a fresh table per scenario.
+    /// DynamoDB and SES v2 at the endpoint of the standard AWS environment
+    /// (`AWS_ENDPOINT_URL` — a moto server —, `AWS_REGION`, credentials): a fresh table per
+    /// scenario; emails are sent through SES and read back from the endpoint.
     Dynamodb,
 }
 
@@ -73,7 +74,13 @@ pub async fn run_file(file: &std::path::Path, store: StoreKind) -> Result<scenar
             let table = format!("ember-scenario-{}", uuid::Uuid::new_v4().simple());
             ember_aws::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
             let store = std::sync::Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
-            let harness = crate::local::ScenarioHarness::with_store(model, store, dir.path(), sc.start)?;
+            // Emails go through the SES v2 API of the same endpoint and are read back from it.
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()).context(
+                "--store dynamodb runs against a local AWS stand-in: set AWS_ENDPOINT_URL to a moto server (scripts/moto)",
+            )?;
+            let ses = crate::local::SesReadBack::new(&conf, endpoint, &model).await?;
+            let harness =
+                crate::local::ScenarioHarness::with_store_and_mailer(model, store, dir.path(), sc.start, Some(std::sync::Arc::new(ses)))?;
             let report = scenario::run(&sc, &harness).await;
             if let Err(e) = client.delete_table().table_name(&table).send().await {
                 tracing::warn!(table = %table, error = %e, "could not delete the scenario table");

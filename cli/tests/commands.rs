@@ -92,3 +92,61 @@ steps:
     assert!(text.contains("lead nobody@x.example: not found"), "{text}");
     assert!(text.contains("0 passed, 1 failed"), "{text}");
 }
+
+/// `ember webhooks replay --data DIR`: a delivery that failed for good is sent again with the
+/// same webhook id and a fresh, valid signature, and leaves the queue.
+#[test]
+fn webhooks_replay_sends_dead_letters_again() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let letter = serde_json::json!({
+        "delivery": {"hook": "crm", "url": null, "id": "msg_dead_1", "timestamp": 1, "signature": "", "kind": "lead.qualified",
+                     "lead_id": "ld_1", "body": "{\"type\":\"lead.qualified\",\"data\":{}}"},
+        "error": "HTTP 503", "at": "2026-03-02T09:00:00Z"});
+    std::fs::write(dir.path().join("dead-letters.jsonl"), format!("{letter}\n")).unwrap();
+    // A one-shot receiver that answers 204 and hands back what it got.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        s.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+        (head, String::from_utf8(body).unwrap())
+    });
+    let secret = "whsec_cmVwbGF5LXRlc3Qtc2VjcmV0LTEyMzQ1Njc4";
+    let out = ember()
+        .args(["webhooks", "replay", "--model", "examples/b2b-saas.yaml", "--data"])
+        .arg(dir.path())
+        .env("CRM_WEBHOOK_URL", &url)
+        .env("CRM_WEBHOOK_SECRET", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 delivered"), "{stdout}");
+    let (head, body) = server.join().unwrap();
+    let header = |n: &str| {
+        head.lines().find_map(|l| l.to_ascii_lowercase().starts_with(n).then(|| l[n.len() + 1..].trim().to_string())).unwrap_or_default()
+    };
+    assert_eq!(header("webhook-id"), "msg_dead_1");
+    let now = chrono::Utc::now().timestamp();
+    ember_service::signing::verify(secret, "msg_dead_1", &header("webhook-timestamp"), &header("webhook-signature"), &body, now, 300)
+        .expect("re-signed with a fresh timestamp");
+    let left = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
+    assert!(left.trim().is_empty(), "the queue is empty: {left}");
+}

@@ -171,3 +171,30 @@ async fn a_stopped_run_leaves_the_rest_for_the_next() {
     assert!(!report.incomplete);
     assert_eq!(h.emails().await.unwrap().len(), 30, "nothing lost, nothing doubled");
 }
+
+/// Two processes (two Lambda containers) on one store: the first remembers which lead a
+/// cookie belonged to; the second merges that anonymous profile into a known lead. The first
+/// one's next event for the cookie must go to the surviving lead, not resurrect the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_identity_hint_in_another_process_follows_the_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = harness(dir.path(), "b2b-saas.yaml").await;
+    let b = harness(dir.path(), "b2b-saas.yaml").await;
+    let pricing = |id: &str| raw(json!({"event_id": id, "type": "page_view", "anonymous_id": "cookie-1", "properties": {"path": "/pricing"}}));
+    let IngestStatus::Accepted { lead_id: anonymous, .. } = a.ember().ingest(&pricing("p1")).await else { panic!() };
+    let known = b.ember().ingest(&raw(json!({"event_id": "k1", "type": "demo_request", "email": "mia@acme.example"}))).await;
+    let IngestStatus::Accepted { lead_id: known, .. } = known else { panic!("{known:?}") };
+    let merged = b
+        .ember()
+        .ingest(&raw(json!({"event_id": "f1", "type": "form_submit", "email": "mia@acme.example", "anonymous_id": "cookie-1"})))
+        .await;
+    assert_eq!(merged, IngestStatus::Accepted { event_id: "f1".into(), lead_id: known.clone() });
+    assert!(a.ember().lead(&anonymous).await.unwrap().is_none(), "the anonymous profile was merged away");
+
+    // Process A still has the hint cookie-1 → the anonymous lead.
+    let next = a.ember().ingest(&raw(json!({"event_id": "p2", "type": "page_view", "anonymous_id": "cookie-1", "properties": {"path": "/blog/x"}}))).await;
+    assert_eq!(next, IngestStatus::Accepted { event_id: "p2".into(), lead_id: known.clone() });
+    let lead = a.ember().lead(&known).await.unwrap().unwrap();
+    assert_eq!(lead.event_count, 4, "demo request, merged pricing view, form, blog view");
+    assert!(a.ember().lead(&anonymous).await.unwrap().is_none(), "nothing resurrected");
+}

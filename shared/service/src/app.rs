@@ -34,6 +34,7 @@ pub struct Ember {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) composer: Arc<Composer>,
+    pub(crate) identities: Arc<crate::identity_cache::IdentityCache>,
 }
 
 impl Ember {
@@ -46,7 +47,7 @@ impl Ember {
         clock: Arc<dyn Clock>,
         composer: Arc<Composer>,
     ) -> Ember {
-        Ember { engine, store, mailer, bus, clock, composer }
+        Ember { engine, store, mailer, bus, clock, composer, identities: Default::default() }
     }
 
     /// The engine.

@@ -89,13 +89,20 @@ impl Handoff {
         r
     }
 
-    /// Replays up to `limit` dead letters (re-signed with a fresh timestamp; same id).
+    /// Replays up to `limit` dead letters (same id; re-signed with a fresh timestamp, to the
+    /// webhook's current URL).
     pub async fn replay(&self, limit: usize) -> Result<ReplayReport, BusError> {
         let mut report = ReplayReport::default();
         for mut d in self.dead_letters.take(limit).await? {
             d.timestamp = (self.now_secs)();
-            if let Some(secret) = self.webhooks.iter().find(|h| h.name == d.hook).and_then(|h| h.secret.as_deref()) {
-                d.signature = crate::signing::sign(secret, &d.id, d.timestamp, &d.body).unwrap_or_default();
+            // The webhook's current settings win: a URL fixed since the failure is used.
+            if let Some(hook) = self.webhooks.iter().find(|h| h.name == d.hook) {
+                if hook.url.is_some() {
+                    d.url = hook.url.clone();
+                }
+                if let Some(secret) = hook.secret.as_deref() {
+                    d.signature = crate::signing::sign(secret, &d.id, d.timestamp, &d.body).unwrap_or_default();
+                }
             }
             match self.deliver(&d).await {
                 DeliveryResult::Delivered { .. } => report.delivered += 1,

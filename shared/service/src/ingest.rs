@@ -90,11 +90,19 @@ impl Ember {
 
     /// Applies a validated event: resolve identity, apply, commit — retried on conflict.
     pub async fn apply_event(&self, event: &Event) -> Result<IngestStatus, ServiceError> {
+        // A duplicate is found by the commit itself (the event id is written under an
+        // `attribute_not_exists` condition in the same transaction), so the common case —
+        // a new event — pays no read for it.
+        let mut use_cache = true;
         for _ in 0..MAX_ATTEMPTS {
-            if self.store.seen(&event.id).await? {
-                return Ok(IngestStatus::Duplicate { event_id: event.id.clone() });
-            }
-            let plan = self.resolve(event).await?;
+            let plan = match self.resolve(event, use_cache).await {
+                Ok(p) => p,
+                Err(Resolve::Stale) => {
+                    use_cache = false;
+                    continue;
+                }
+                Err(Resolve::Failed(e)) => return Err(e),
+            };
             let Plan { mut lead, version, claims, merge } = plan;
             let mut retire = None;
             let mut changes = Vec::new();
@@ -116,31 +124,64 @@ impl Ember {
             let lead_after = commit.lead.clone();
             match self.store.commit(commit).await {
                 Ok(v) => {
+                    self.identities.remember(&lead_after);
                     if !lead_after.outbox.is_empty() {
                         self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await;
                     }
                     return Ok(IngestStatus::Accepted { event_id: event.id.clone(), lead_id });
                 }
                 Err(StoreError::Duplicate(_)) => return Ok(IngestStatus::Duplicate { event_id: event.id.clone() }),
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => {
+                    // Someone else changed the lead (or re-pointed an identity): start again
+                    // from the store's identity items.
+                    use_cache = false;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(ServiceError::Contention(MAX_ATTEMPTS))
     }
 
+    /// The lead an identity points at: the cached hint when allowed, else the store's.
+    async fn lookup(&self, identity: &Identity, use_cache: bool) -> Result<(Option<String>, bool), ServiceError> {
+        if use_cache {
+            if let Some(id) = self.identities.get(identity) {
+                return Ok((Some(id), true));
+            }
+        }
+        Ok((self.store.lookup(identity).await?, false))
+    }
+
     /// Decides which lead the event goes to, what identities to claim, and what to merge.
-    async fn resolve(&self, e: &Event) -> Result<Plan, ServiceError> {
-        let by_email = match &e.email {
-            Some(m) => self.store.lookup(&Identity::Email(m.clone())).await?,
-            None => None,
+    async fn resolve(&self, e: &Event, use_cache: bool) -> Result<Plan, Resolve> {
+        let email = e.email.clone().map(Identity::Email);
+        let anon = e.anonymous_id.clone().map(Identity::Anonymous);
+        let (by_email, email_hint) = match &email {
+            Some(m) => self.lookup(m, use_cache).await?,
+            None => (None, false),
         };
-        let by_anon = match &e.anonymous_id {
-            Some(a) => self.store.lookup(&Identity::Anonymous(a.clone())).await?,
-            None => None,
+        let (by_anon, anon_hint) = match &anon {
+            Some(a) => self.lookup(a, use_cache).await?,
+            None => (None, false),
         };
-        let load = |id: String| async move {
-            self.store.get(&id).await?.ok_or_else(|| ServiceError::Store(StoreError::Conflict(format!("lead {id} vanished"))))
+        // A lead named by a cached hint must still hold the identity; otherwise the hint is
+        // stale and resolution starts again from the store.
+        let hinted = [(email_hint, email.clone(), by_email.clone()), (anon_hint, anon.clone(), by_anon.clone())];
+        let load = |id: String| {
+            let hinted = &hinted;
+            async move {
+                let rec = self.store.get(&id).await.map_err(|e| Resolve::Failed(e.into()))?;
+                for (hint, identity, target) in hinted.iter() {
+                    if let (true, Some(identity), Some(target)) = (hint, identity, target) {
+                        if *target == id && !rec.as_ref().is_some_and(|r| crate::identity_cache::holds(&r.lead, identity)) {
+                            self.identities.forget(identity);
+                            return Err(Resolve::Stale);
+                        }
+                    }
+                }
+                rec.ok_or_else(|| Resolve::Failed(ServiceError::Store(StoreError::Conflict(format!("lead {id} vanished")))))
+            }
         };
         let anon_claim = |owner: Option<String>| e.anonymous_id.clone().map(|a| Claim { identity: Identity::Anonymous(a), expected_owner: owner });
         match (by_email, by_anon) {
@@ -200,6 +241,20 @@ impl Ember {
                 Ok(Plan { lead, version: None, claims, merge: None })
             }
         }
+    }
+}
+
+/// Why a resolution did not produce a plan.
+enum Resolve {
+    /// A cached hint was stale: resolve again from the store.
+    Stale,
+    /// The store failed.
+    Failed(ServiceError),
+}
+
+impl From<ServiceError> for Resolve {
+    fn from(e: ServiceError) -> Resolve {
+        Resolve::Failed(e)
     }
 }
 

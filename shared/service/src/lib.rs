@@ -16,6 +16,7 @@ mod app;
 pub mod compose;
 mod feedback;
 pub mod handoff;
+mod identity_cache;
 mod ingest;
 mod jobs;
 pub mod ports;

@@ -1,0 +1,56 @@
+//! `ember webhooks replay`: sends the dead-letter queue's webhook deliveries again (same
+//! webhook id, fresh timestamp and signature), from the SQS queue of a deployed stack or the
+//! local `ember dev` data folder. What fails again goes back to the queue.
+
+use anyhow::{Context, Result};
+use ember_delivery::{FileDeadLetters, HttpWebhookSender, RetryPolicy};
+use ember_scoring::Model;
+use ember_service::Handoff;
+use ember_service::ports::DeadLetters;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The model (its `handoff.webhooks` give the URLs and secrets, `${VAR}` from the
+    /// environment, or from the secret named by `EMBER_SECRETS_ARN`).
+    #[arg(long, env = "EMBER_MODEL", default_value = "examples/b2b-saas.yaml")]
+    pub model: PathBuf,
+    /// The SQS dead-letter queue of a deployed stack (its URL; the standard AWS environment
+    /// gives region and credentials).
+    #[arg(long, env = "EMBER_DLQ_URL", conflicts_with = "data")]
+    pub queue_url: Option<String>,
+    /// The local data folder of `ember dev` (its `dead-letters.jsonl`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// At most this many deliveries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+}
+
+/// Replays; prints what happened. Returns whether nothing failed again.
+pub async fn replay(args: ReplayArgs) -> Result<bool> {
+    crate::init_logs_quiet();
+    let (dead, settings): (Arc<dyn DeadLetters>, ember_aws::Settings) = match (&args.queue_url, &args.data) {
+        (Some(url), _) => {
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let settings = ember_aws::Settings::load(&conf).await?;
+            (Arc::new(ember_aws::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), url.clone())), settings)
+        }
+        (None, data) => {
+            let dir = data.clone().unwrap_or_else(|| PathBuf::from(".ember"));
+            (Arc::new(FileDeadLetters::new(dir.join("dead-letters.jsonl"))), ember_aws::Settings::from_env())
+        }
+    };
+    let model = Model::load_with(&args.model, &|name| settings.get(name))
+        .map_err(|e| anyhow::anyhow!("{}: the model is invalid:\n{e}", args.model.display()))?;
+    let hooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
+    anyhow::ensure!(!hooks.is_empty(), "{}: the model has no handoff webhooks", args.model.display());
+    let sender = HttpWebhookSender::new(RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(5)]), None);
+    let handoff = Handoff::new(hooks, Arc::new(sender), dead, Arc::new(|| chrono::Utc::now().timestamp()));
+    let report = handoff.replay(args.limit).await.context("reading the dead-letter queue")?;
+    println!("replayed: {} delivered, {} disabled (410 Gone), {} failed again (back in the queue)", report.delivered, report.disabled, report.failed);
+    Ok(report.failed == 0)
+}
