@@ -95,7 +95,9 @@ async fn ingest(conf: &aws_config::SdkConfig, model: Arc<Model>, o: &Options, st
     let table = fresh_table(&client).await?;
     let store = DynamoStore::new(client.clone(), table.clone());
     let dir = tempfile::tempdir()?;
-    let warm = ScenarioHarness::with_store(model.clone(), Arc::new(store.clone()), dir.path(), start)?;
+    // The harness clock ("received at") is after every event time.
+    let clock = start + chrono::Duration::days(3650);
+    let warm = ScenarioHarness::with_store(model.clone(), Arc::new(store.clone()), dir.path(), clock)?;
     let leads = o.leads.max(1);
     let event = |i: usize, n: usize| -> Result<RawEvent> {
         let at = start + chrono::Duration::minutes((n * 37 + i % 13) as i64);
@@ -117,7 +119,7 @@ async fn ingest(conf: &aws_config::SdkConfig, model: Arc<Model>, o: &Options, st
     let (warm_calls, warm_total) = ingest_all(&warm, &store, &steady[..half]).await?;
     // A cold container (another process: no identity hints) on the same table and traffic.
     let cold_dir = tempfile::tempdir()?;
-    let cold = ScenarioHarness::with_store(model, Arc::new(store.clone()), cold_dir.path(), start)?;
+    let cold = ScenarioHarness::with_store(model, Arc::new(store.clone()), cold_dir.path(), clock)?;
     let (cold_calls, cold_total) = ingest_all(&cold, &store, &steady[half..]).await?;
     let by_op = store.calls_by_operation();
     client.delete_table().table_name(&table).send().await.ok();
