@@ -103,7 +103,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         data = %args.data.display(),
         "ember dev is running: POST /v1/events, GET /v1/leads/{{id}}, GET /v1/leads?email="
     );
-    axum::serve(listener, ember_http::router(ember))
+    let api = crate::keys::dev_api_config(&args.data)?;
+    axum::serve(listener, ember_http::router(ember, api))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

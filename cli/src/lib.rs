@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod bench_dynamodb;
 pub mod dev;
+pub mod keys;
 pub mod local;
 pub mod scenario;
 pub mod scenario_cmd;
@@ -22,7 +23,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The level comes from `RUST_LOG` (default `info`).
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Template rendering logs the data it renders (names, emails) at debug level: never shown.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("handlebars=warn".parse().expect("a valid directive"));
     let json = std::env::var("EMBER_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };

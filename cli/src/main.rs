@@ -34,6 +34,11 @@ enum Command {
     },
     /// Measures scoring and ingest throughput.
     Bench(ember::bench::BenchArgs),
+    /// API keys: make one, or print the configuration entry of one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Webhooks to the CRM.
     Webhooks {
         #[command(subcommand)]
@@ -45,6 +50,17 @@ enum Command {
 enum WebhooksCommand {
     /// Sends the dead-letter queue's deliveries again (SQS with --queue-url, else the local data folder).
     Replay(ember::webhooks::ReplayArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Makes a write key (or an admin key) and prints it with its configuration entry.
+    New(ember::keys::NewArgs),
+    /// Prints the configuration entry (`sha256:<hex>`) of an existing key.
+    Hash {
+        /// The key.
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +77,11 @@ fn main() -> ExitCode {
             ember::runtime().and_then(|rt| rt.block_on(ember::scenario_cmd::run(args)))
         }
         Command::Validate { models } => Ok(ember::validate::run(&models)),
+        Command::Keys { command: KeysCommand::New(args) } => ember::keys::new(&args).map(|_| true),
+        Command::Keys { command: KeysCommand::Hash { key } } => {
+            ember::keys::hash(&key);
+            Ok(true)
+        }
         Command::Webhooks { command: WebhooksCommand::Replay(args) } => {
             ember::runtime().and_then(|rt| rt.block_on(ember::webhooks::replay(args)))
         }

@@ -1,11 +1,20 @@
 //! `ember dev` as a user runs it: start the binary, send events over HTTP, read the lead back,
-//! restart, and find the lead still there. Bad input is rejected per event with a reason.
+//! restart, and find the lead still there. Bad input is rejected per event with a reason; wrong
+//! keys, foreign origins and oversized requests are refused; CRM feedback must be signed;
+//! unsubscribe links work; erasure removes the lead.
 
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Keys of the test server (configured as hashes, like in production).
+const WRITE_KEY: &str = "ek_w_dev-server-test-write-key";
+const ADMIN_KEY: &str = "ek_a_dev-server-test-admin-key";
+const CRM_SECRET: &str = "whsec_ZGV2LXNlcnZlci10ZXN0LWNybS1zZWNyZXQ=";
+const UNSUBSCRIBE_SECRET: &str = "dev-server-test-unsubscribe-secret";
+const SITE: &str = "https://www.example.com";
 
 struct Dev {
     child: Child,
@@ -30,6 +39,10 @@ async fn start(data: &Path, port: u16) -> Dev {
         .arg(data)
         .current_dir(&root)
         .env("RUST_LOG", "warn")
+        .env("EMBER_WRITE_KEYS", format!("{}@{SITE}", ember_http::auth::hash_entry(WRITE_KEY)))
+        .env("EMBER_ADMIN_KEYS", ember_http::auth::hash_entry(ADMIN_KEY))
+        .env("EMBER_CRM_SECRET", CRM_SECRET)
+        .env("EMBER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
         .env_remove("CRM_WEBHOOK_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -50,6 +63,7 @@ async fn start(data: &Path, port: u16) -> Dev {
 async fn post(base: &str, body: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{base}/v1/events"))
+        .bearer_auth(WRITE_KEY)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -60,7 +74,7 @@ async fn post(base: &str, body: &str) -> (u16, Value) {
 }
 
 async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = reqwest::Client::new().get(url).bearer_auth(ADMIN_KEY).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -148,4 +162,215 @@ async fn bad_input_is_rejected_per_event_and_good_events_are_kept() {
     let (status, body) = get(&format!("{}/v1/leads/nope", dev.base)).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+fn code(body: &str) -> String {
+    serde_json::from_str::<Value>(body).map(|v| v["error"]["code"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_origins_and_limits_are_enforced() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = start(data.path(), free_port()).await;
+    let c = reqwest::Client::new();
+    let events = format!("{}/v1/events", dev.base);
+    let one = json!({"event_id": "k-1", "type": "page_view", "anonymous_id": "cookie-k"}).to_string();
+
+    // No key, a wrong key, an admin route with a write key.
+    let (s, h, b) = send(c.post(&events).body(one.clone())).await;
+    assert_eq!((s, code(&b).as_str()), (401, "unauthorized"), "{b}");
+    assert_eq!(h.get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
+    let (s, _, b) = send(c.post(&events).bearer_auth("ek_w_wrong").body(one.clone())).await;
+    assert_eq!(s, 401, "{b}");
+    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base)).bearer_auth(WRITE_KEY)).await;
+    assert_eq!(s, 401, "a write key reads nothing: {b}");
+    let (s, _, _) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base))).await;
+    assert_eq!(s, 401);
+
+    // A foreign origin: refused, and no CORS header for it.
+    let (s, h, b) = send(c.post(&events).bearer_auth(WRITE_KEY).header("origin", "https://evil.example").body(one.clone())).await;
+    assert_eq!((s, code(&b).as_str()), (403, "origin_not_allowed"), "{b}");
+    assert!(h.get("access-control-allow-origin").is_none());
+    let (s, _, _) = send(c.request(reqwest::Method::OPTIONS, &events).header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")).await;
+    assert_eq!(s, 403);
+
+    // The allowed origin: preflight, then a sendBeacon-style request (text/plain, key in the body).
+    let (s, h, _) = send(c.request(reqwest::Method::OPTIONS, &events).header("origin", SITE)
+        .header("access-control-request-method", "POST").header("access-control-request-headers", "content-type")).await;
+    assert_eq!(s, 204);
+    assert_eq!(h.get("access-control-allow-origin").unwrap(), SITE);
+    assert!(h.get("access-control-allow-methods").unwrap().to_str().unwrap().contains("POST"));
+    let beacon = json!({"write_key": WRITE_KEY, "batch": [{"event_id": "k-2", "type": "page_view", "anonymous_id": "cookie-k",
+        "properties": {"path": "/pricing"}}]});
+    let (s, h, b) = send(c.post(&events).header("origin", SITE).header("content-type", "text/plain;charset=UTF-8").body(beacon.to_string())).await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(h.get("access-control-allow-origin").unwrap(), SITE);
+    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["accepted"], 1, "{b}");
+    let wrong_in_body = json!({"write_key": "ek_w_nope", "type": "page_view", "anonymous_id": "x"});
+    let (s, _, _) = send(c.post(&events).header("content-type", "text/plain").body(wrong_in_body.to_string())).await;
+    assert_eq!(s, 401);
+
+    // Sizes: 300 KiB and 101 events are 413; a batch with one broken event keeps the others.
+    let huge = json!({"type": "page_view", "anonymous_id": "x", "properties": {"blob": "x".repeat(300 * 1024)}});
+    let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body(huge.to_string())).await;
+    assert_eq!((s, code(&b).as_str()), (413, "too_large"), "{b}");
+    let big: Vec<Value> = (0..101).map(|i| json!({"event_id": format!("b{i}"), "type": "page_view", "anonymous_id": "x"})).collect();
+    let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body(json!({"batch": big}).to_string())).await;
+    assert_eq!((s, code(&b).as_str()), (413, "batch_too_large"), "{b}");
+    let mixed = json!({"batch": [
+        {"event_id": "m-1", "type": "page_view", "anonymous_id": "cookie-m"},
+        {"event_id": "m-2", "type": "page_view"},
+        {"event_id": "m-3", "type": "download", "anonymous_id": "cookie-m", "properties": {"content_id": "guide"}},
+    ]});
+    let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body(mixed.to_string())).await;
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, v["accepted"].as_u64(), v["rejected"].as_u64()), (202, Some(2), Some(1)), "{b}");
+    let (s, lead) = get(&format!("{}/v1/leads?anonymous_id=cookie-m", dev.base)).await;
+    assert_eq!(s, 200);
+    assert_eq!(lead["event_count"], 2, "{lead}");
+
+    // Malformed JSON names the problem; the OpenAPI file is served.
+    let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body("{\"type\": ")).await;
+    assert_eq!((s, code(&b).as_str()), (400, "malformed_json"), "{b}");
+    assert!(b.contains("line 1"), "the error says where: {b}");
+    let (s, _, b) = send(c.get(format!("{}/v1/openapi.yaml", dev.base))).await;
+    assert_eq!(s, 200);
+    assert!(b.starts_with("openapi: 3.1"), "{b}");
+}
+
+fn signed(c: &reqwest::Client, url: &str, body: &str, at: i64) -> reqwest::RequestBuilder {
+    let id = format!("msg_{at}");
+    let sig = ember_service::signing::sign(CRM_SECRET, &id, at, body).unwrap();
+    c.post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", at.to_string())
+        .header("webhook-signature", sig)
+        .body(body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_feedback_unsubscribe_and_erasure_over_http() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = start(data.path(), free_port()).await;
+    let c = reqwest::Client::new();
+    let (s, b) = post(&dev.base, &json!({"event_id": "c-0", "type": "newsletter_subscribe", "email": "ines@corp.example"}).to_string()).await;
+    assert_eq!(s, 202, "{b}");
+    let (s, b) = post(&dev.base, &json!({"event_id": "c-1", "type": "demo_request", "email": "ines@corp.example",
+        "traits": {"first_name": "Ines", "job_title": "CMO", "company_size": 800, "country": "FR", "newsletter_opt_in": true}}).to_string()).await;
+    assert_eq!(s, 202, "{b}");
+    let (_, lead) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base)).await;
+    let id = lead["id"].as_str().unwrap().to_string();
+
+    // CRM feedback: signed now → applied; unsigned, tampered or 10 minutes old → 401.
+    let url = format!("{}/v1/crm/feedback", dev.base);
+    let body = json!({"email": "ines@corp.example", "action": "accepted"}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let (s, _, b) = send(c.post(&url).header("content-type", "application/json").body(body.clone())).await;
+    assert_eq!((s, code(&b).as_str()), (401, "bad_signature"), "{b}");
+    let (s, _, b) = send(signed(&c, &url, &body, now - 600)).await;
+    assert_eq!(s, 401, "a stale signature is a replay: {b}");
+    let (s, _, b) = send(signed(&c, &url, &body, now).body(body.replace("accepted", "rejected"))).await;
+    assert_eq!(s, 401, "a tampered body: {b}");
+    let (s, _, b) = send(signed(&c, &url, &body, now)).await;
+    assert_eq!(s, 200, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert!(v["handoff"]["accepted_at"].is_string(), "sales accepted the lead: {b}");
+
+    // Unsubscribe: the GET page changes nothing; the one-click POST opts out; bad tokens are 400.
+    let token = ember_service::signing::unsubscribe_token(UNSUBSCRIBE_SECRET.as_bytes(), &id);
+    let unsub = format!("{}/v1/unsubscribe?token={token}", dev.base);
+    let (_, before) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    assert_eq!(before["subscribed"], true, "{before}");
+    let (s, _, page) = send(c.get(&unsub)).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("<form method=\"post\""), "{page}");
+    assert!(!page.contains("ines"), "the page reveals nothing about the person");
+    let (_, still) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    assert_eq!(still["subscribed"], true, "a GET (link scanner) unsubscribes no one");
+    let (s, _, _) = send(c.post(&unsub).header("content-type", "application/x-www-form-urlencoded").body("List-Unsubscribe=One-Click")).await;
+    assert_eq!(s, 200);
+    let (_, after) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    assert_eq!(after["subscribed"], false, "{after}");
+    let (s, _, _) = send(c.post(format!("{}/v1/unsubscribe?token={}x", dev.base, &token[..token.len() - 1]))).await;
+    assert_eq!(s, 400);
+
+    // Erasure: the lead and its identities are gone; a second DELETE is 404.
+    let del = |u: String| c.delete(u).bearer_auth(ADMIN_KEY);
+    let (s, _, b) = send(del(format!("{}/v1/leads/{id}", dev.base))).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base)).await;
+    assert_eq!(s, 404);
+    let (s, _, _) = send(del(format!("{}/v1/leads/{id}", dev.base))).await;
+    assert_eq!(s, 404);
+    let (s, _, _) = send(c.delete(format!("{}/v1/leads/{id}", dev.base)).bearer_auth(WRITE_KEY)).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |port: u16| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data.path())
+            .current_dir(&root)
+            .env("RUST_LOG", "warn")
+            .env_remove("EMBER_WRITE_KEYS")
+            .env_remove("EMBER_ADMIN_KEYS")
+            .env_remove("EMBER_CRM_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ember dev starts");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        // The keys are printed before the server listens.
+        for _ in 0..6 {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            text.push_str(&line);
+            if line.contains("ember keys new") || line.contains("delete that file") {
+                break;
+            }
+        }
+        (Dev { child, base: format!("http://127.0.0.1:{port}") }, text)
+    };
+    let (dev, first) = run(port);
+    let key_after = |label: &str| -> String {
+        let line = first.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("no {label} in:\n{first}"));
+        line.split_whitespace().last().unwrap().to_string()
+    };
+    let (write, admin) = (key_after("write key"), key_after("admin key"));
+    assert!(write.starts_with("ek_w_") && admin.starts_with("ek_a_"), "{first}");
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get(format!("{}/healthz", dev.base)).send().await.is_err() {
+        assert!(Instant::now() < deadline, "ember dev did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ev = json!({"type": "page_view", "anonymous_id": "cookie-fresh"}).to_string();
+    let (s, _, b) = send(c.post(format!("{}/v1/events", dev.base)).bearer_auth(&write).body(ev)).await;
+    assert_eq!(s, 202, "{b}");
+    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-fresh", dev.base)).bearer_auth(&admin)).await;
+    assert_eq!(s, 200, "{b}");
+    let saved = std::fs::read_to_string(data.path().join("keys.json")).unwrap();
+    assert!(!saved.contains(&write) && !saved.contains(&admin), "only hashes are kept");
+    drop(dev);
+    // The second start reuses the saved hashes and prints no key.
+    let (dev, second) = run(free_port());
+    assert!(!second.contains(&write) && !second.contains("ek_a_"), "{second}");
+    drop(dev);
 }

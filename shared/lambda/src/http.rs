@@ -8,5 +8,5 @@ use crate::AwsStack;
 
 /// The router, over the stack's services.
 pub fn router(stack: &AwsStack) -> axum::Router {
-    ember_http::router(stack.ember.clone())
+    ember_http::router(stack.ember.clone(), stack.api.clone())
 }

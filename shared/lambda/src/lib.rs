@@ -31,7 +31,10 @@ pub use stack::{AwsStack, StackConfig, StackError, lambda_retry_policy};
 /// colours, timestamps left to CloudWatch.
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Template rendering logs the data it renders (names, emails) at debug level: never shown.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("handlebars=warn".parse().expect("a valid directive"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -31,6 +31,9 @@ pub enum StackError {
     /// The email templates do not compile.
     #[error("the model's templates do not compile:\n{0}")]
     Templates(String),
+    /// `EMBER_WRITE_KEYS` or `EMBER_ADMIN_KEYS` is malformed.
+    #[error("API keys: {0}")]
+    Keys(String),
 }
 
 /// Where everything is. [`StackConfig::from_env`] reads the function's environment.
@@ -82,6 +85,8 @@ pub struct AwsStack {
     pub store: DynamoStore,
     /// Settings (secret, then environment): API keys and the like.
     pub settings: Settings,
+    /// API keys and the CRM secret (`EMBER_WRITE_KEYS`, `EMBER_ADMIN_KEYS`, `EMBER_CRM_SECRET`).
+    pub api: ember_http::ApiConfig,
 }
 
 /// A bus for functions that publish nothing anyone listens to (or tests without a bus):
@@ -161,8 +166,9 @@ impl AwsStack {
             dead,
             Arc::new(|| chrono::Utc::now().timestamp()),
         ));
+        let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(|e| StackError::Keys(e.to_string()))?;
         let engine = Arc::new(Engine::new(model));
         let ember = Ember::new(engine, Arc::new(store.clone()), mailer, bus, clock, Arc::new(composer));
-        Ok(AwsStack { ember, handoff, store, settings })
+        Ok(AwsStack { ember, handoff, store, settings, api })
     }
 }

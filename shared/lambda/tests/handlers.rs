@@ -86,7 +86,12 @@ async fn fixture(opts: Options) -> Fixture {
         dead_letter_queue: opts.dead_letter_queue,
         webhook_retry: RetryPolicy::new(vec![Duration::from_millis(10), Duration::from_millis(20)]),
     };
-    let mut secret = json!({"EMBER_UNSUBSCRIBE_SECRET": "test-unsubscribe-secret"});
+    // The sample requests' keys (events/http-*.json), configured as hashes like in production.
+    let mut secret = json!({
+        "EMBER_UNSUBSCRIBE_SECRET": "test-unsubscribe-secret",
+        "EMBER_WRITE_KEYS": format!("{}@https://www.example.com", ember_http::auth::hash_entry("ek_w_sample-write-key-for-tests-only")),
+        "EMBER_ADMIN_KEYS": ember_http::auth::hash_entry("ek_a_sample-admin-key-for-tests-only"),
+    });
     if let Some(Value::Object(extra)) = opts.secret {
         secret.as_object_mut().unwrap().extend(extra);
     }
@@ -128,6 +133,14 @@ async fn http_samples_run_through_the_router() {
     // A retried request is accepted once.
     let (_, again) = fx.http(&sample("http-post-events.json")).await;
     assert_eq!(again["duplicate"], 2, "{again}");
+
+    // The same request with a foreign origin or a wrong key is refused by the function too.
+    let foreign = sample("http-post-events.json").replace("https://www.example.com", "https://evil.example");
+    assert_eq!(fx.http(&foreign).await.0, 403);
+    let wrong = sample("http-post-events.json").replace("sample-write-key", "guessed-write-key");
+    assert_eq!(fx.http(&wrong).await.0, 401);
+    let as_admin = sample("http-get-lead.json").replace("ek_a_sample-admin-key", "ek_w_sample-write-key");
+    assert_eq!(fx.http(&as_admin).await.0, 401, "a write key reads no lead");
 
     let (status, lead) = fx.http(&sample("http-get-lead.json")).await;
     assert_eq!(status, 200, "{lead}");

@@ -60,6 +60,11 @@ impl Ember {
         &self.store
     }
 
+    /// The email composer (templates, unsubscribe links).
+    pub fn composer(&self) -> &Arc<Composer> {
+        &self.composer
+    }
+
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

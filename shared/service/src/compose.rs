@@ -72,6 +72,14 @@ impl Composer {
         })
     }
 
+    /// The lead id of a valid unsubscribe token (none when no unsubscribe secret is set).
+    pub fn verify_unsubscribe(&self, token: &str) -> Option<String> {
+        if self.settings.unsubscribe_secret.is_empty() {
+            return None;
+        }
+        crate::signing::verify_unsubscribe_token(&self.settings.unsubscribe_secret, token).ok()
+    }
+
     /// The unsubscribe URL of a lead.
     pub fn unsubscribe_url(&self, lead_id: &str) -> String {
         let token = crate::signing::unsubscribe_token(&self.settings.unsubscribe_secret, lead_id);

@@ -62,4 +62,36 @@ impl Ember {
         }
         self.apply_event(&event).await.map(Some)
     }
+
+    /// Unsubscribes the lead of a signed unsubscribe token (from an email's link or its
+    /// one-click `List-Unsubscribe-Post`). Answers the lead, or `Invalid` for a token that is
+    /// not ours and `NotFound` for a lead that no longer exists (erased). Repeating it is
+    /// harmless: the engine keeps the first opt-out.
+    pub async fn unsubscribe(&self, token: &str) -> Result<Lead, ServiceError> {
+        let lead_id = self
+            .composer
+            .verify_unsubscribe(token)
+            .ok_or_else(|| ServiceError::Invalid("this unsubscribe link is not valid".into()))?;
+        let lead = self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?;
+        let Some(email) = lead.email.clone() else { return Ok(lead) };
+        let event = ember_scoring::Event {
+            id: crate::ingest::new_event_id(),
+            kind: "unsubscribe".into(),
+            at: self.clock.now(),
+            email: Some(email.clone()),
+            anonymous_id: None,
+            traits: Default::default(),
+            properties: [("via".to_string(), serde_json::json!("unsubscribe_link"))].into_iter().collect(),
+            channel: None,
+            machine: false,
+        };
+        self.apply_event(&event).await?;
+        self.lead_by(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Erases a lead: every item holding the person's data is removed (see
+    /// [`crate::ports::Store::erase`]); aggregate counts are kept. `false`: no such lead.
+    pub async fn erase(&self, lead_id: &str) -> Result<bool, ServiceError> {
+        Ok(self.store.erase(lead_id).await?)
+    }
 }

@@ -158,6 +158,8 @@ impl SqliteStore {
         let _mode: String =
             conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(ctx("enabling WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(ctx("setting synchronous"))?;
+        // Deleted content is overwritten with zeros, so an erasure leaves no trace in free pages.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(ctx("enabling secure_delete"))?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
         Ok(SqliteStore { conn: Mutex::new(conn), path })
@@ -434,6 +436,8 @@ fn erase_tx(conn: &mut Connection, lead_id: &str) -> Result<bool, StoreError> {
         .map_err(ctx("erasing the lead's events"))?;
     }
     tx.commit().map_err(ctx("committing the erasure"))?;
+    // The write-ahead log still holds the old pages: fold it into the database and empty it.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     Ok(body.is_some())
 }
 
