@@ -6,11 +6,15 @@ const fs = require('fs');
 const path = require('path');
 const zlib = require('zlib');
 const { minify } = require('terser');
+const acorn = require('acorn'); // terser's own parser
+
 
 const BUDGET_GZIP = 4096; // bytes
 
 (async () => {
   const src = fs.readFileSync(path.join(__dirname, 'ember.js'), 'utf8');
+  // Plain ES2017: nothing newer may slip in (object spread, optional chaining, `catch {}`…).
+  acorn.parse(src, { ecmaVersion: 2017, sourceType: 'script' });
   const out = process.argv[2] || path.join(__dirname, 'dist', 'ember.min.js');
   const { code } = await minify(src, {
     ecma: 2017,
@@ -18,6 +22,7 @@ const BUDGET_GZIP = 4096; // bytes
     mangle: true,
     format: { comments: /^!/ },
   });
+  acorn.parse(code, { ecmaVersion: 2017, sourceType: 'script' });
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, code);
   const gz = zlib.gzipSync(code, { level: 9 }).length;

@@ -21,6 +21,7 @@
   let timer = 0;
   let lastPage = null; // key of the last page view, against duplicates
   let backoff = 0;
+  let leaving = false; // between pagehide and pageshow
 
   // --- storage --------------------------------------------------------------------------------
   const getCookie = (n) => {
@@ -141,15 +142,16 @@
     schedule(backoff);
   };
 
-  /** Sends one request: sendBeacon, else fetch with keepalive (plain fetch when too big). */
+  /** Sends one request: sendBeacon, else fetch — with keepalive only while the page goes away,
+   * since browsers refuse keepalive requests past 64 KiB in flight, beacons included. */
   const post = (items) => {
-    const body = JSON.stringify({ write_key: cfg.writeKey, sent_at: now(), batch: items.map((it) => it[0]) });
+    const body = JSON.stringify({ write_key: cfg.writeKey, batch: items.map((it) => it[0]) });
     const small = bytes(body) <= MAX_BEACON;
     if (small && cfg.beacon && nav.sendBeacon && nav.sendBeacon(url(), body)) return;
     fetch(url(), {
       method: 'POST',
       body,
-      keepalive: small,
+      keepalive: small && (leaving || d.visibilityState === 'hidden'),
       credentials: 'omit',
       headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
     }).then((r) => {
@@ -228,7 +230,8 @@
         w.addEventListener('popstate', () => cfg.pageViews && setTimeout(page, 0));
       }
       d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && flush());
-      w.addEventListener('pagehide', flush);
+      w.addEventListener('pagehide', () => { leaving = true; flush(); });
+      w.addEventListener('pageshow', () => { leaving = false; });
       if (cfg.forms) d.addEventListener('submit', onSubmit, true);
       if (cfg.pageViews) page();
       const pending = calls;
