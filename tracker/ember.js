@@ -78,7 +78,7 @@
     try { if (referrer && new URL(referrer).host === loc.host) referrer = ''; } catch (e) { referrer = ''; }
     if (!any && !referrer) return null;
     const t = { utm };
-    if (referrer) t.referrer = referrer;
+    if (referrer) t.referrer = referrer.slice(0, 500); // cookies hold 4 KB
     return t;
   };
   /** Keeps the last touch for the browser session and the first touch for a year, never replaced. */
@@ -186,7 +186,7 @@
     const traits = {};
     Array.from(f.elements).forEach((el) => {
       const type = el.type, trait = el.getAttribute('data-ember-trait');
-      if (type === 'password' || el.disabled || (type === 'radio' && !el.checked)) return;
+      if (type === 'password' || type === 'file' || el.disabled || (type === 'radio' && !el.checked)) return;
       const v = type === 'checkbox' ? el.checked : String(el.value || '').trim();
       if (trait === 'email' || (!trait && !email && (type === 'email' || el.name === 'email'))) email = v;
       else if (trait && v !== '') traits[trait] = type === 'number' && isFinite(v) ? Number(v) : v;
@@ -231,7 +231,10 @@
       }
       d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && flush());
       w.addEventListener('pagehide', () => { leaving = true; flush(); });
-      w.addEventListener('pageshow', () => { leaving = false; });
+      w.addEventListener('pageshow', (e) => {
+        leaving = false;
+        if (e.persisted && cfg.pageViews) { lastPage = null; page(); } // back from the bfcache: a view
+      });
       if (cfg.forms) d.addEventListener('submit', onSubmit, true);
       if (cfg.pageViews) page();
       const pending = calls;

@@ -282,6 +282,34 @@ async function testVisitorBecomesOneLead(browser) {
   log(`PASS page views + SPA navigation + form fill make ONE lead (${lead.id}, engagement 32)`);
 }
 
+async function testApi(browser) {
+  attrs = 'data-flush-interval="200"';
+  // Calls queued in an array before the file loads run once it has started.
+  const v = await newVisitor(browser, () => {
+    window.ember = [['track', 'cta_click', { cta: 'queued-before-load' }], ['identify', 'Grace.RUN@Example.com', { company: 'Navy' }]];
+  });
+  await v.context.addInitScript((r) => { window.ember[1][1] = window.ember[1][1].replace('RUN', r); }, run);
+  const page = await v.context.newPage();
+  await page.goto(`${SITE}/`);
+  const id = await page.evaluate(() => window.ember.track('download', { content_id: 'roi-calculator' }));
+  assert.match(id, UUID_V4, 'track returns the event id');
+  assert.equal(await page.evaluate(() => window.ember.identify('not an email')), null);
+  await waitFor('four events sent', () => v.events().length >= 4);
+  assert.deepEqual(v.events().map((e) => e.type), ['page_view', 'cta_click', 'identify', 'download']);
+  const aid = await v.cookie('ember_aid');
+  const email = `grace.${run}@example.com`;
+  const lead = await waitFor('the identified lead', async () => {
+    const l = await leadBy(`email=${email}`);
+    return l && l.event_count >= 4 ? l : null;
+  });
+  assert.equal((await leadBy(`anonymous_id=${aid}`)).id, lead.id, 'identify ties the browser to the lead');
+  assert.equal(lead.traits.company, 'Navy');
+  assert.ok(lead.tags.includes('high_intent'), `the download rule fired: ${lead.tags}`);
+  assert.equal(lead.scores.engagement, 1 + 25, JSON.stringify(lead.scores)); // homepage, strategy whitepaper
+  await v.context.close();
+  log('PASS queued calls, track and identify reach one lead');
+}
+
 async function testDoNotTrack(browser) {
   attrs = 'data-flush-interval="200"';
   const signals = {
@@ -446,6 +474,7 @@ async function testSplitting(browser) {
         '--disable-component-update', '--disable-sync'],
     });
     await testVisitorBecomesOneLead(browser);
+    await testApi(browser);
     await testDoNotTrack(browser);
     await testConsent(browser);
     await testFirstTouch(browser);
