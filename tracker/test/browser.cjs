@@ -23,6 +23,7 @@ const run = crypto.randomBytes(4).toString('hex');
 
 let endpoint = ''; // where the tracker sends: the wire tap in front of Ember (below)
 let attrs = ''; // extra data attributes on the tracker's script tag, per test
+let bareTag = false; // a script tag without configuration: the page calls ember.init itself
 
 const log = (...a) => console.log('browser-test:', ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -44,7 +45,9 @@ function startSite() {
         return res.end();
       }
       const html = fs.readFileSync(path.join(SITE_DIR, file), 'utf8')
-        .replace('%TRACKER%', `<script src="/ember.js" data-endpoint="${endpoint}" data-write-key="${WRITE_KEY}" ${attrs}></script>`);
+        .replace('%TRACKER%', bareTag
+          ? '<script async src="/ember.js"></script>'
+          : `<script src="/ember.js" data-endpoint="${endpoint}" data-write-key="${WRITE_KEY}" ${attrs}></script>`);
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
       res.end(html);
     });
@@ -307,7 +310,25 @@ async function testApi(browser) {
   assert.ok(lead.tags.includes('high_intent'), `the download rule fired: ${lead.tags}`);
   assert.equal(lead.scores.engagement, 1 + 25, JSON.stringify(lead.scores)); // homepage, strategy whitepaper
   await v.context.close();
-  log('PASS queued calls, track and identify reach one lead');
+
+  // No data attributes: configured by a queued ember.init (an async script tag).
+  bareTag = true;
+  const w = await newVisitor(browser);
+  await w.context.addInitScript((o) => {
+    window.ember = [['track', 'cta_click', { cta: 'before-init' }], ['init', o]];
+  }, { endpoint, writeKey: WRITE_KEY, flushInterval: 200 });
+  const p2 = await w.context.newPage();
+  await p2.goto(`${SITE}/`);
+  await waitFor('events of the page that calls init', () => w.events().length >= 2);
+  assert.deepEqual(w.events().map((e) => e.type), ['page_view', 'cta_click']);
+  await p2.evaluate(() => {
+    window.ember.init({ endpoint: 'https://elsewhere.example', writeKey: 'x' }); // ignored: already started
+    window.ember.track('cta_click', { cta: 'after-second-init' });
+  });
+  await waitFor('the event after a second init, sent to the same place', () => w.events().length >= 3);
+  await w.context.close();
+  bareTag = false;
+  log('PASS queued calls, ember.init without data attributes, track and identify reach one lead');
 }
 
 async function testDoNotTrack(browser) {
