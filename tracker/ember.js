@@ -164,7 +164,8 @@
   const flush = () => {
     clearTimeout(timer);
     timer = 0;
-    if (!cfg || !queue.length) return;
+    if (!queue.length) return;
+    if (!allowed()) { queue = []; return; } // consent withdrawn while a retry waited
     const items = queue;
     queue = [];
     let chunk = [], size = 0;
