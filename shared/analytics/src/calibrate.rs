@@ -34,7 +34,9 @@
 //! calibrated model ([`write_model`]) is the base model with those rules' points replaced and
 //! everything else untouched.
 
-use crate::backtest::Replayed;
+use crate::backtest::{figures, replay, Replayed};
+use ember_scoring::Engine;
+use std::sync::Arc;
 use crate::rows::Outcomes;
 use ember_scoring::model::RuleKind;
 use ember_scoring::{Event, Model, Time};
@@ -142,6 +144,9 @@ pub struct Row {
     /// Suggested points (none below the minimum support).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,
+    /// Suggested points before rounding, at scale 1 (`K × ln smoothed lift`).
+    #[serde(skip)]
+    pub unrounded: Option<f64>,
     /// Score group the points go to (rules only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -170,7 +175,7 @@ fn row(name: String, did: &[bool], bought: &[bool], base: f64, opts: &Options) -
     let rate = if leads == 0 { 0.0 } else { converted as f64 / leads as f64 };
     let lift = if base > 0.0 { rate / base } else { 0.0 };
     let smoothed_lift = if base > 0.0 { (converted as f64 + opts.prior_leads * base) / (leads as f64 + opts.prior_leads) / base } else { 1.0 };
-    Row { name, leads, converted, rate, lift, smoothed_lift, points: None, group: None, current: None }
+    Row { name, leads, converted, rate, lift, smoothed_lift, points: None, unrounded: None, group: None, current: None }
 }
 
 /// Suggested points for rows with support: `round(K × ln smoothed lift)`, with `K` making the
@@ -180,7 +185,9 @@ fn assign_points(rows: &mut [&mut Row], max_points: i64, opts: &Options) {
     let k = if max_ln > 0.0 { max_points as f64 / max_ln } else { 0.0 };
     for r in rows.iter_mut() {
         if r.leads >= opts.min_support {
-            r.points = Some((k * r.smoothed_lift.ln()).round() as i64);
+            let p = k * r.smoothed_lift.ln();
+            r.unrounded = Some(p);
+            r.points = Some(p.round() as i64);
         }
     }
 }
@@ -263,6 +270,17 @@ pub fn rules(model: &Model, replayed: &[Replayed], opts: &Options) -> Table {
     Table { leads, converted, base_rate, rows }
 }
 
+impl Table {
+    /// The same table with every suggestion multiplied by `factor` (then rounded).
+    pub fn rescaled(&self, factor: f64) -> Table {
+        let mut t = self.clone();
+        for r in &mut t.rows {
+            r.points = r.unrounded.map(|p| (p * factor).round() as i64);
+        }
+        t
+    }
+}
+
 /// Errors writing a calibrated model.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -272,11 +290,15 @@ pub enum WriteError {
     /// The base model has no `rules` list.
     #[error("the base model has no `rules` list")]
     NoRules,
+    /// The calibrated model does not load (a bug, or a base model that did not either).
+    #[error("the calibrated model does not load:\n{0}")]
+    Invalid(String),
 }
 
 /// The base model's YAML with the suggested points of `table` (from [`rules`]) written into
-/// the matching behaviour rules (`rules[i].points.<group>`); every other key is kept as it was
-/// (comments are not: the YAML is re-serialised). Rules without a suggestion keep their points.
+/// the matching behaviour rules (`rules[i].points.<group>`); a rule's `cap.points` is scaled by
+/// the same ratio, so that a cap still allows as many awards per window; every other key is
+/// kept as it was (comments are not: the YAML is re-serialised). Rules without a suggestion keep their points.
 /// Returns the new YAML and how many rules changed.
 pub fn write_model(base_yaml: &str, model: &Model, table: &Table, header: &str) -> Result<(String, usize), WriteError> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(base_yaml)?;
@@ -287,14 +309,87 @@ pub fn write_model(base_yaml: &str, model: &Model, table: &Table, header: &str) 
         let (Some(points), Some(group)) = (row.points, &row.group) else { continue };
         let Some(map) = rules.get_mut(i).and_then(|x| x.get_mut("points")).and_then(|p| p.as_mapping_mut()) else { continue };
         let key = serde_yaml::Value::String(group.clone());
-        if map.get(&key).and_then(|v| v.as_i64()) != Some(points) {
-            map.insert(key, serde_yaml::Value::Number(points.into()));
-            changed += 1;
+        let before = map.get(&key).and_then(|v| v.as_i64());
+        if before == Some(points) {
+            continue;
+        }
+        map.insert(key, serde_yaml::Value::Number(points.into()));
+        changed += 1;
+        // A cap keeps its meaning (how many awards fit in the window): its points scale with
+        // the rule's.
+        if let (Some(old), true) = (before.filter(|o| *o > 0), points > 0) {
+            if let Some(cap) = rules.get_mut(i).and_then(|x| x.get_mut("cap")).and_then(|c| c.get_mut("points")) {
+                if let Some(c) = cap.as_i64() {
+                    let scaled = ((c as f64) * points as f64 / old as f64).round().max(points as f64) as i64;
+                    *cap = serde_yaml::Value::Number(scaled.into());
+                }
+            }
         }
     }
     let body = serde_yaml::to_string(&doc)?;
     let header: String = header.lines().map(|l| format!("# {l}\n")).collect();
     Ok((format!("{header}{body}"), changed))
+}
+
+/// How the scale of the suggested points was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scaling {
+    /// Factor applied to the range-based scale.
+    pub factor: f64,
+    /// Leads the base model qualifies (on the leads used for matching).
+    pub base_mqls: u64,
+    /// Leads the calibrated model qualifies at that factor.
+    pub calibrated_mqls: u64,
+    /// Leads used for matching.
+    pub sample: u64,
+}
+
+/// Tunes the scale of the suggested points so that, replaying the history through the engine,
+/// the calibrated model qualifies (reaches `mql_stage` or later) about as many leads as the base
+/// model: the same volume for sales, so a better ranking shows as both higher precision and
+/// higher recall. The factor is searched by bisection over [1/4, 16] in log space (the MQL count
+/// grows with the factor); above 5,000 leads every `n/2500`-th lead is used. `load` builds a
+/// model from YAML (the caller knows the base directory and the environment).
+#[allow(clippy::too_many_arguments)]
+pub fn match_volume(
+    base_yaml: &str,
+    base: &Arc<Model>,
+    table: &Table,
+    histories: &[History],
+    outcomes: &Outcomes,
+    mql_stage: &str,
+    load: &dyn Fn(&str) -> Result<Model, String>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(Table, Scaling), WriteError> {
+    let step = (histories.len() / 2500).max(1);
+    let sample: Vec<History> = histories.iter().step_by(step).cloned().collect();
+    let count = |model: Arc<Model>| -> Result<u64, WriteError> {
+        let engine = Engine::new(model);
+        let replayed = replay(&engine, &sample, outcomes, &mut |_| {});
+        figures(&engine, &replayed, mql_stage).map(|f| f.mqls).map_err(WriteError::Invalid)
+    };
+    let target = count(base.clone())?;
+    let mut at = |factor: f64| -> Result<u64, WriteError> {
+        let (yaml, _) = write_model(base_yaml, base, &table.rescaled(factor), "")?;
+        let n = count(Arc::new(load(&yaml).map_err(WriteError::Invalid)?))?;
+        progress(1);
+        Ok(n)
+    };
+    let (mut lo, mut hi) = (0.25f64.ln(), 16f64.ln());
+    let mut best = (1.0, at(1.0)?);
+    for _ in 0..12 {
+        let mid = (lo + hi) / 2.0;
+        let n = at(mid.exp())?;
+        if n.abs_diff(target) < best.1.abs_diff(target) {
+            best = (mid.exp(), n);
+        }
+        if n.abs_diff(target) * 50 <= target {
+            break; // within 2 %
+        }
+        if n < target { lo = mid } else { hi = mid }
+    }
+    let scaling = Scaling { factor: best.0, base_mqls: target, calibrated_mqls: best.1, sample: sample.len() as u64 };
+    Ok((table.rescaled(best.0), scaling))
 }
 
 #[cfg(test)]
