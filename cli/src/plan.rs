@@ -21,7 +21,8 @@ pub struct PlanArgs {
     /// `observed` to measure them per channel from the leads in `--data`.
     #[arg(long)]
     pub rates: String,
-    /// Stage the target counts (the last stage of the chain).
+    /// Stage the target counts (the last stage of the chain; with `--rates observed`, the last
+    /// of `--stages`).
     #[arg(long, default_value = "customer")]
     pub target: String,
     /// With `--rates observed`: the stages to plan over, in funnel order.
