@@ -159,3 +159,43 @@ fn import_leads_csv_with_maps() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("--map names column `nope`"), "{}", text(&o).1);
 }
+
+#[test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+fn import_events_into_dynamodb() {
+    let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT is not set: `export EMBER_MOTO_ENDPOINT=$(scripts/moto)`");
+    let table = format!("ember-import-{}", uuid::Uuid::new_v4().simple());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region("us-east-1")
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+            .load()
+            .await;
+        ember_aws::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(run(&["simulate", "--leads", "4", "--seed", "8", "--out", d.to_str().unwrap()]).status.success());
+    let events = std::fs::read_to_string(d.join("events.jsonl")).unwrap().lines().count();
+    let import = |extra: &str| {
+        let mut c = ember();
+        c.args(["import", "events", d.join("events.jsonl").to_str().unwrap(), "--store", "dynamodb", "--data", d.join("data").to_str().unwrap()]);
+        if !extra.is_empty() {
+            c.arg(extra);
+        }
+        c.env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("EMBER_TABLE", &table)
+            .output()
+            .unwrap()
+    };
+    let o = import("");
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains(&format!("{events} accepted, 0 already known, 0 rejected")), "{}", text(&o).0);
+    // The table remembers every event id: re-sending the file changes nothing.
+    let o = import("--restart");
+    assert!(text(&o).0.contains(&format!("0 accepted, {events} already known, 0 rejected")), "{}", text(&o).0);
+}
