@@ -71,8 +71,9 @@ pub struct History {
 
 /// Groups events per lead. An event with only an anonymous id belongs to the email that
 /// anonymous id was seen with anywhere in the history (the identity the ingest service would
-/// merge it into); otherwise to the anonymous visitor itself. Events are sorted by time (ties
-/// keep file order); leads come out sorted by key.
+/// merge it into); otherwise to the anonymous visitor itself. An event id seen before is
+/// skipped (exactly once, as in the ingest service). Events are sorted by time (ties keep file
+/// order); leads come out sorted by key.
 pub fn histories(events: Vec<Event>) -> Vec<History> {
     let mut owner: HashMap<String, String> = HashMap::new();
     for e in &events {
@@ -81,7 +82,12 @@ pub fn histories(events: Vec<Event>) -> Vec<History> {
         }
     }
     let mut by: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for e in events {
+        // The same event id twice counts once, as in the ingest service.
+        if !seen.insert(e.id.clone()) {
+            continue;
+        }
         let key = match (&e.email, &e.anonymous_id) {
             (Some(m), _) => m.clone(),
             (None, Some(a)) => owner.get(a).cloned().unwrap_or_else(|| a.clone()),
@@ -422,11 +428,13 @@ mod tests {
             ev("page_view", None, Some("c1"), 0, json!({})),
             ev("form_submit", Some("a@x.example"), Some("c1"), 1, json!({})),
             ev("page_view", None, Some("c2"), 2, json!({})),
+            ev("page_view", None, Some("c2"), 2, json!({})), // the same event id again
         ]);
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].key, "a@x.example");
         assert_eq!(h[0].events.len(), 2);
         assert_eq!(h[1].key, "c2");
+        assert_eq!(h[1].events.len(), 1, "a repeated event id counts once");
     }
 
     #[test]

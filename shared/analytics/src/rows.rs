@@ -56,12 +56,9 @@ pub fn validate_history(raw: &RawEvent, now: Time) -> Result<Event, String> {
     if raw.occurred_at.as_ref().is_none_or(Value::is_null) {
         return Err("`occurred_at` is missing (history needs the time of each event)".into());
     }
-    raw.validate(now, || unreachable_id())
-}
-
-fn unreachable_id() -> String {
-    // `parse_event_line` always sets an id; a caller building RawEvents itself gets a fixed one.
-    "jl_missing".into()
+    // `parse_event_line` always sets an id; for events built otherwise, the same content gets
+    // the same id.
+    raw.validate(now, || format!("jl_{}", stable_id(&[&serde_json::to_string(raw).unwrap_or_default()])))
 }
 
 /// Where a CSV column goes.
@@ -168,7 +165,7 @@ impl CsvLayout {
                 headers
             ));
         }
-        for (col, _) in maps {
+        for col in maps.keys() {
             if !headers.contains(col) {
                 return Err(format!("--map names column `{col}`, which is not in the file (columns: {headers:?})"));
             }
