@@ -468,4 +468,23 @@ mod tests {
         let s = activities(&histories(vec![ev("x", Some("l0@x.example"), None, 1, json!({}))]), &outcomes, None, &Options::default());
         assert_eq!(s.rows[0].points, None, "below the minimum support");
     }
+
+    #[test]
+    fn write_model_changes_only_points_and_caps() {
+        let base = "name: t\nscores: { engagement: { min: 0, max: 100 }, fit: { min: -50, max: 50 } }\nrules:\n  - { id: a, on: page_view, points: { engagement: 10 }, cap: { points: 20, per: 1d } }\n  - { id: b, on: download, points: { engagement: 5 }, tags: [x] }\n  - { id: c, when: { country: FR }, points: { fit: 10 } }\nstages:\n  - { id: lead, when: { identified: true } }\n  - { id: mql, when: { engagement: { gte: 50 } } }\n";
+        let model = ember_scoring::Model::from_yaml_str(base, "t.yaml", None).unwrap();
+        let row = |name: &str, points: Option<i64>| Row {
+            name: name.into(), leads: 100, converted: 10, rate: 0.1, lift: 1.0, smoothed_lift: 1.0,
+            points, unrounded: None, group: Some("engagement".into()), current: None,
+        };
+        let table = Table { leads: 100, converted: 10, base_rate: 0.1, rows: vec![row("a", Some(30)), row("b", None)] };
+        let (yaml, changed) = write_model(base, &model, &table, "from a test").unwrap();
+        assert_eq!(changed, 1);
+        assert!(yaml.starts_with("# from a test\n"));
+        let out: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let mut want: serde_yaml::Value = serde_yaml::from_str(base).unwrap();
+        want["rules"][0]["points"]["engagement"] = 30.into();
+        want["rules"][0]["cap"]["points"] = 60.into(); // two awards a day, as before
+        assert_eq!(out, want);
+    }
 }
