@@ -161,7 +161,9 @@ impl Run {
             IngestStatus::Duplicate { .. } => self.checkpoint.duplicates += 1,
             IngestStatus::Rejected { reason, .. } => {
                 if reason.starts_with("not stored, retry later") {
-                    // The store failed: stop here so that a re-run retries this row.
+                    // The store failed: stop here (checkpoint at the row before) so that a
+                    // re-run retries this row.
+                    self.save()?;
                     anyhow::bail!("line {line}: {reason} (run the command again to continue from here)");
                 }
                 self.checkpoint.rejected += 1;
