@@ -1,16 +1,21 @@
 //! # ember — the command-line tool
 //!
-//! `ember dev` (local server), `ember scenario run`, `ember validate`, `ember bench`. The
+//! `ember dev` (local server), `ember scenario run`, `ember validate`, `ember bench`, `ember plan`,
+//! `ember import`, `ember calibrate`, `ember backtest`, `ember simulate`. The
 //! commands wire the shared services to local adapters ([`local`]) — the same services the
 //! Lambda functions run.
 
 pub mod bench;
 pub mod bench_dynamodb;
+pub mod calibrate;
 pub mod dev;
 pub mod keys;
+pub mod import;
 pub mod local;
+pub mod plan;
 pub mod scenario;
 pub mod scenario_cmd;
+pub mod simulate;
 pub mod validate;
 pub mod webhooks;
 

@@ -39,6 +39,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Leads, MQLs and SQLs needed for a sales target.
+    Plan(ember::plan::PlanArgs),
+    /// Imports history (events JSONL, leads CSV) through the ingest service; resumable.
+    Import(ember::import::ImportArgs),
+    /// Activity lifts, suggested points, calibrated models, from history and outcomes.
+    Calibrate(ember::calibrate::CalibrateArgs),
+    /// A model's MQL precision, recall and lead time on history and outcomes.
+    Backtest(ember::calibrate::BacktestArgs),
+    /// Writes a synthetic population with a known ground truth.
+    Simulate(ember::simulate::SimulateArgs),
     /// Webhooks to the CRM.
     Webhooks {
         #[command(subcommand)]
@@ -85,6 +95,11 @@ fn main() -> ExitCode {
         Command::Webhooks { command: WebhooksCommand::Replay(args) } => {
             ember::runtime().and_then(|rt| rt.block_on(ember::webhooks::replay(args)))
         }
+        Command::Plan(args) => ember::runtime().and_then(|rt| rt.block_on(ember::plan::run(args))),
+        Command::Import(args) => ember::runtime().and_then(|rt| rt.block_on(ember::import::run(args))),
+        Command::Calibrate(args) => ember::calibrate::run_calibrate(args),
+        Command::Backtest(args) => ember::calibrate::run_backtest(args),
+        Command::Simulate(args) => ember::simulate::run(args).map(|_| true),
         Command::Bench(args) => ember::runtime().and_then(|rt| rt.block_on(ember::bench::run(args))).map(|_| true),
     };
     match result {
