@@ -107,11 +107,8 @@ async function timeline(leadId) {
 // browser applies Ember's own CORS answer.
 //
 // Contract: POST {endpoint}/v1/events, Content-Type text/plain;charset=UTF-8 (a CORS simple
-// request), body {"write_key", "batch"}, CORS headers for the site's origin. A server built
-// before that contract answers 415 to text/plain; then (and only then) the tap also adds what
-// the server lacks (JSON content type, CORS headers) and the run says so loudly.
+// request), body {"write_key", "batch"}, CORS headers for the site's origin.
 const wire = []; // {contentType, origin, body} of every request that reached the tap
-let compat = false;
 
 async function checkServer() {
   const body = JSON.stringify({
@@ -123,13 +120,6 @@ async function checkServer() {
     headers: { Origin: SITE, 'Content-Type': 'text/plain;charset=UTF-8' },
     body,
   });
-  if (r.status === 415) {
-    assert.ok(!process.env.EMBER_BROWSER_TEST_STRICT, 'EMBER_BROWSER_TEST_STRICT: the server must accept text/plain on /v1/events');
-    compat = true;
-    log('NOTICE: this ember server refuses text/plain on /v1/events (415): it predates the tracker\'s wire contract;');
-    log('NOTICE: for this run the tap in front of it sends JSON and adds the CORS headers the server lacks');
-    return;
-  }
   assert.equal(r.status, 202, `POST /v1/events as the tracker sends it: ${r.status} ${r.text}`);
   assert.equal(r.json.accepted, 1, `probe event accepted: ${r.text}`);
   const acao = r.headers['access-control-allow-origin'];
@@ -143,13 +133,6 @@ function startTap() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', async () => {
       const raw = Buffer.concat(chunks);
-      const cors = compat
-        ? { 'access-control-allow-origin': req.headers.origin || '*', 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'Content-Type' }
-        : {};
-      if (compat && req.method === 'OPTIONS') {
-        res.writeHead(204, cors);
-        return res.end();
-      }
       if (req.method === 'POST') {
         let body = null;
         try { body = JSON.parse(raw.toString('utf8')); } catch (e) { /* recorded as null */ }
@@ -159,15 +142,14 @@ function startTap() {
       for (const h of ['content-type', 'origin', 'authorization', 'access-control-request-method', 'access-control-request-headers']) {
         if (req.headers[h]) headers[h] = req.headers[h];
       }
-      if (compat) headers['content-type'] = 'application/json';
       try {
         const r = await request(EMBER + req.url, { method: req.method, headers, body: raw.length ? raw : undefined });
-        const out = { ...cors };
+        const out = {};
         for (const [k, v] of Object.entries(r.headers)) if (k.startsWith('access-control-') || k === 'content-type' || k === 'vary') out[k] = v;
         res.writeHead(r.status, out);
         res.end(r.text);
       } catch (e) {
-        res.writeHead(502, cors);
+        res.writeHead(502);
         res.end();
       }
     });

@@ -90,11 +90,13 @@ async fn ingest(
         Value::Object(o) => o.remove("write_key"),
         _ => None,
     };
+    if body_key.as_ref().is_some_and(|k| !k.is_string()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "`write_key` must be a string"));
+    }
     let key = match (bearer(headers), &body_key) {
         (Some(k), _) => k,
         (None, Some(Value::String(k))) => k.as_str(),
-        (None, Some(_)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "`write_key` must be a string")),
-        (None, None) => {
+        (None, _) => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -3,6 +3,7 @@
 
 use crate::{ApiConfig, ApiError};
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -82,8 +83,8 @@ fn invalid_link() -> Response {
 
 /// `GET /v1/unsubscribe?token=`: a confirmation page. It changes nothing, so link scanners that
 /// fetch every URL in an email never unsubscribe anyone.
-pub(crate) async fn unsubscribe_page(State(ember): State<Ember>, Query(q): Query<Token>) -> Response {
-    let Some(token) = q.token.filter(|t| !t.is_empty()) else { return invalid_link() };
+pub(crate) async fn unsubscribe_page(State(ember): State<Ember>, q: Result<Query<Token>, QueryRejection>) -> Response {
+    let Some(token) = q.ok().and_then(|Query(q)| q.token).filter(|t| !t.is_empty()) else { return invalid_link() };
     if ember.composer().verify_unsubscribe(&token).is_none() {
         return invalid_link();
     }
@@ -99,8 +100,8 @@ pub(crate) async fn unsubscribe_page(State(ember): State<Ember>, Query(q): Query
 }
 
 /// `POST /v1/unsubscribe?token=`: RFC 8058 one-click unsubscribe (and the page's button).
-pub(crate) async fn unsubscribe(State(ember): State<Ember>, Query(q): Query<Token>) -> Response {
-    let Some(token) = q.token.filter(|t| !t.is_empty()) else { return invalid_link() };
+pub(crate) async fn unsubscribe(State(ember): State<Ember>, q: Result<Query<Token>, QueryRejection>) -> Response {
+    let Some(token) = q.ok().and_then(|Query(q)| q.token).filter(|t| !t.is_empty()) else { return invalid_link() };
     match ember.unsubscribe(&token).await {
         Ok(lead) => {
             tracing::info!(lead_id = %lead.id, "unsubscribed by link");

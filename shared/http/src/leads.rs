@@ -71,7 +71,11 @@ pub(crate) struct FindLead {
     anonymous_id: Option<String>,
 }
 
-pub(crate) async fn find(State(ember): State<Ember>, Query(q): Query<FindLead>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn find(
+    State(ember): State<Ember>,
+    q: Result<Query<FindLead>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     let identity = match (q.email, q.anonymous_id) {
         (Some(e), _) => Identity::Email(
             ember_scoring::event::normalize_email(&e).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m))?,

@@ -9,7 +9,7 @@
 //! | `GET /v1/leads…`, `DELETE /v1/leads/{id}`, reports | an admin key |
 //! | `POST /v1/crm/feedback` | the CRM, signed with `EMBER_CRM_SECRET` (Standard Webhooks headers) |
 //! | `GET`/`POST /v1/unsubscribe?token=` | anyone holding a signed token from an email |
-//! | `GET /v1/openapi.yaml`, `GET /healthz` | anyone |
+//! | `GET /v1/openapi.yaml`, `GET /v1/ember.js` (the tracker), `GET /healthz` | anyone |
 
 #![warn(missing_docs)]
 
@@ -36,6 +36,9 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 /// The OpenAPI 3.1 description of this API (`docs/openapi.yaml`), served at `/v1/openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
+
+/// The website tracker (`tracker/ember.js`), served at `/v1/ember.js`.
+pub const TRACKER: &str = include_str!("../../../tracker/ember.js");
 
 /// What the router needs besides the services: keys and the CRM's signing secret.
 #[derive(Debug, Clone, Default)]
@@ -140,6 +143,12 @@ pub fn router(ember: Ember, config: ApiConfig) -> Router {
         .route("/v1/crm/feedback", post(feedback::crm))
         .route("/v1/unsubscribe", get(feedback::unsubscribe_page).post(feedback::unsubscribe))
         .route("/v1/openapi.yaml", get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }))
+        .route(
+            "/v1/ember.js",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], TRACKER)
+            }),
+        )
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }));
     admin
         .merge(public)

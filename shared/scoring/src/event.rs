@@ -198,9 +198,29 @@ impl RawEvent {
         let traits = opt_object(&self.traits, "traits")?;
         let properties = opt_object(&self.properties, "properties")?;
         let context = opt_object(&self.context, "context")?;
+        check_context(&context)?;
         let channel = channel_of(&context);
         let machine = is_machine_traffic(&kind, &properties);
         Ok(Event { id, kind, at, email, anonymous_id, traits, properties, channel, machine })
+    }
+}
+
+/// The fields of `context` Ember reads must have the right types (others are kept as sent).
+fn check_context(context: &Map<String, Value>) -> Result<(), String> {
+    let text = |v: Option<&Value>, name: &str| match v {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(_) => Err(format!("`{name}` must be a string")),
+    };
+    text(context.get("referrer"), "context.referrer")?;
+    match context.get("utm") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(utm)) => {
+            for f in ["source", "medium", "campaign"] {
+                text(utm.get(f), &format!("context.utm.{f}"))?;
+            }
+            Ok(())
+        }
+        Some(_) => Err("`context.utm` must be an object".into()),
     }
 }
 
