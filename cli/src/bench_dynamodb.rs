@@ -156,7 +156,8 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
         let ev = raw.validate(now, || unreachable!("ids are given")).map_err(anyhow::Error::msg)?;
         engine.ingest(&mut lead, &ev);
         lead.outbox.clear();
-        let commit = Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None };
+        let tallies = ember_service::ember_reports::tallies(engine.model(), None, &lead, None);
+        let commit = Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None, tallies };
         store.commit(commit).await.with_context(|| format!("creating lead {i}"))?;
     }
     let dir = tempfile::tempdir()?;

@@ -1,6 +1,7 @@
 //! # ember — the command-line tool
 //!
-//! `ember dev` (local server), `ember scenario run`, `ember validate`, `ember bench`. The
+//! `ember dev` (local server), `ember scenario run`, `ember validate`, `ember bench`,
+//! `ember report`. The
 //! commands wire the shared services to local adapters ([`local`]) — the same services the
 //! Lambda functions run.
 
@@ -8,6 +9,7 @@ pub mod bench;
 pub mod bench_dynamodb;
 pub mod dev;
 pub mod local;
+pub mod report;
 pub mod scenario;
 pub mod scenario_cmd;
 pub mod validate;

@@ -34,6 +34,8 @@ enum Command {
     },
     /// Measures scoring and ingest throughput.
     Bench(ember::bench::BenchArgs),
+    /// Prints a report (funnel, campaigns, quality) from the local data folder or DynamoDB.
+    Report(ember::report::ReportArgs),
     /// Webhooks to the CRM.
     Webhooks {
         #[command(subcommand)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Webhooks { command: WebhooksCommand::Replay(args) } => {
             ember::runtime().and_then(|rt| rt.block_on(ember::webhooks::replay(args)))
         }
+        Command::Report(args) => ember::runtime().and_then(|rt| rt.block_on(ember::report::run(args))).map(|_| true),
         Command::Bench(args) => ember::runtime().and_then(|rt| rt.block_on(ember::bench::run(args))).map(|_| true),
     };
     match result {

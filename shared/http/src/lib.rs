@@ -17,6 +17,8 @@ use ember_service::{Ember, IngestStatus, MAX_BATCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod reports;
+
 /// Largest request body.
 pub const MAX_BODY: usize = 256 * 1024;
 
@@ -64,6 +66,7 @@ pub fn router(ember: Ember) -> Router {
         .route("/v1/leads/{id}", get(get_lead))
         .route("/v1/leads/{id}/timeline", get(timeline))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+        .merge(reports::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ember)
