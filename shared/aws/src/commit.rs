@@ -474,6 +474,8 @@ impl DynamoStore {
     /// a new request token: nothing was written), never on a failed condition.
     async fn transact(&self, plan: Vec<Planned>) -> Result<(), StoreError> {
         let units: u64 = plan.iter().map(|p| write_units(p.bytes, true)).sum();
+        let counter_units: u64 =
+            plan.iter().filter(|p| matches!(p.role, Role::Counter)).map(|p| write_units(p.bytes, true)).sum();
         let roles: Vec<Role> = plan.iter().map(|p| p.role.clone()).collect();
         let items: Vec<TransactWriteItem> = plan.into_iter().map(|p| p.item).collect();
         let mut attempt = 0;
@@ -495,6 +497,7 @@ impl DynamoStore {
                         self.metrics.write(Some(c));
                     }
                     self.metrics.estimate_write(units);
+                    self.metrics.estimate_counter_write(counter_units);
                     return Ok(());
                 }
                 Err(e) => match classify(e, &roles) {

@@ -235,6 +235,11 @@ impl DynamoStore {
         self.metrics.calls_by_operation()
     }
 
+    /// The part of [`Self::estimated_write_units`] spent on report counter items.
+    pub fn estimated_counter_write_units(&self) -> f64 {
+        self.metrics.estimated_counter_write_units()
+    }
+
     /// Capacity units DynamoDB reported as consumed: (read, write).
     pub fn consumed(&self) -> (f64, f64) {
         self.metrics.consumed()
