@@ -44,11 +44,18 @@ struct Snapshot {
     read_units: f64,
     write_units: f64,
     estimated_write_units: f64,
+    counter_write_units: f64,
 }
 
 fn snap(s: &DynamoStore) -> Snapshot {
     let (r, w) = s.consumed();
-    Snapshot { calls: s.calls(), read_units: r, write_units: w, estimated_write_units: s.estimated_write_units() }
+    Snapshot {
+        calls: s.calls(),
+        read_units: r,
+        write_units: w,
+        estimated_write_units: s.estimated_write_units(),
+        counter_write_units: s.estimated_counter_write_units(),
+    }
 }
 
 /// Ingests `raws` one by one; returns per-event round trips and the totals.
@@ -69,6 +76,7 @@ async fn ingest_all(h: &ScenarioHarness, store: &DynamoStore, raws: &[RawEvent])
             read_units: after.read_units - before.read_units,
             write_units: after.write_units - before.write_units,
             estimated_write_units: after.estimated_write_units - before.estimated_write_units,
+            counter_write_units: after.counter_write_units - before.counter_write_units,
         },
     ))
 }
@@ -86,6 +94,8 @@ fn summary(per_event: &[u64], total: Snapshot) -> Value {
         "reported_rcu_per_event": (total.read_units / n * 100.0).round() / 100.0,
         "reported_wcu_per_event": (total.write_units / n * 100.0).round() / 100.0,
         "estimated_wcu_per_event": (total.estimated_write_units / n * 100.0).round() / 100.0,
+        // Report counter items (`Update … ADD`) inside those transactions: the cost of reports.
+        "estimated_counter_wcu_per_event": (total.counter_write_units / n * 100.0).round() / 100.0,
     })
 }
 
@@ -156,7 +166,8 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
         let ev = raw.validate(now, || unreachable!("ids are given")).map_err(anyhow::Error::msg)?;
         engine.ingest(&mut lead, &ev);
         lead.outbox.clear();
-        let commit = Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None };
+        let tallies = ember_service::ember_reports::tallies(engine.model(), None, &lead, None);
+        let commit = Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None, tallies };
         store.commit(commit).await.with_context(|| format!("creating lead {i}"))?;
     }
     let dir = tempfile::tempdir()?;

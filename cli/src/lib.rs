@@ -1,8 +1,8 @@
 //! # ember — the command-line tool
 //!
 //! `ember dev` (local server), `ember scenario run`, `ember validate`, `ember bench`, `ember plan`,
-//! `ember import`, `ember calibrate`, `ember backtest`, `ember simulate`. The
-//! commands wire the shared services to local adapters ([`local`]) — the same services the
+//! `ember import`, `ember calibrate`, `ember backtest`, `ember simulate`, `ember report`,
+//! `ember keys`, `ember webhooks`. The commands wire the shared services to local adapters ([`local`]) — the same services the
 //! Lambda functions run.
 
 pub mod bench;
@@ -13,6 +13,7 @@ pub mod keys;
 pub mod import;
 pub mod local;
 pub mod plan;
+pub mod report;
 pub mod scenario;
 pub mod scenario_cmd;
 pub mod simulate;

@@ -49,6 +49,8 @@ enum Command {
     Backtest(ember::calibrate::BacktestArgs),
     /// Writes a synthetic population with a known ground truth.
     Simulate(ember::simulate::SimulateArgs),
+    /// Prints a report (funnel, campaigns, quality) from the local data folder or DynamoDB.
+    Report(ember::report::ReportArgs),
     /// Webhooks to the CRM.
     Webhooks {
         #[command(subcommand)]
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => ember::calibrate::run_calibrate(args),
         Command::Backtest(args) => ember::calibrate::run_backtest(args),
         Command::Simulate(args) => ember::simulate::run(args).map(|_| true),
+        Command::Report(args) => ember::runtime().and_then(|rt| rt.block_on(ember::report::run(args))).map(|_| true),
         Command::Bench(args) => ember::runtime().and_then(|rt| rt.block_on(ember::bench::run(args))).map(|_| true),
     };
     match result {

@@ -373,4 +373,64 @@ async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
     let (dev, second) = run(free_port());
     assert!(!second.contains(&write) && !second.contains("ek_a_"), "{second}");
     drop(dev);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_over_http_match_ember_report_on_the_same_data() {
+    let data = tempfile::tempdir().unwrap();
+    let api_funnel;
+    {
+        let dev = start(data.path(), free_port()).await;
+        let utm = |s: &str, m: &str| json!({"utm": {"source": s, "medium": m}});
+        for e in [
+            json!({"type": "form_submit", "email": "ada@acme.example", "context": utm("google", "cpc")}),
+            json!({"type": "demo_request", "email": "ada@acme.example"}),
+            json!({"type": "form_submit", "email": "bob@acme.example", "context": utm("google", "cpc")}),
+            json!({"type": "newsletter_subscribe", "email": "cy@shop.example"}),
+        ] {
+            let (status, body) = post(&dev.base, &e.to_string()).await;
+            assert_eq!(status, 202, "{body}");
+        }
+        let (status, f) = get(&format!("{}/v1/reports/funnel?by=channel", dev.base)).await;
+        assert_eq!(status, 200, "{f}");
+        let groups: Vec<&str> = f["rows"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap()).collect();
+        assert_eq!(groups, ["(direct)/(none)", "google/cpc"]);
+        let google = &f["rows"][1]["stages"];
+        assert_eq!((google[0]["stage"].as_str(), google[0]["leads"].as_i64()), (Some("lead"), Some(2)));
+        assert_eq!(google[3]["stage"], "sql");
+        assert_eq!(google[3]["leads"], 1, "the demo request made Ada an SQL: {f}");
+        assert_eq!(f["total"]["stages"][0]["leads"], 3);
+        let (status, q) = get(&format!("{}/v1/reports/quality?costs=google/cpc=300", dev.base)).await;
+        assert_eq!(status, 200, "{q}");
+        let g = q["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "google/cpc").unwrap().clone();
+        assert_eq!((g["new_leads"].as_i64(), g["cost_per_mql"].as_f64()), (Some(2), Some(300.0)), "{q}");
+        let (status, c) = get(&format!("{}/v1/reports/campaigns", dev.base)).await;
+        assert_eq!(status, 200, "{c}");
+        assert!(c["campaigns"].as_array().unwrap().iter().any(|c| c["campaign"] == "newsletter-nurture" && c["enrolled"] == 1), "{c}");
+        let (status, body) = get(&format!("{}/v1/reports/funnel?by=stage", dev.base)).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid")));
+        let page = reqwest::get(format!("{}/dashboard", dev.base)).await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = page.text().await.unwrap();
+        assert!(html.contains("/v1/reports/funnel") && html.contains("sessionStorage"));
+        assert!(!html.contains("<script src") && !html.contains("<link"), "the page loads nothing from elsewhere");
+        api_funnel = f;
+    }
+    // The CLI reads the same data folder and prints the same report.
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["report", "funnel", "--json", "--data"])
+        .arg(data.path())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("ember report runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(cli, api_funnel);
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["report", "funnel", "--data"])
+        .arg(data.path())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("ember report runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("google/cpc") && text.contains("total"), "{text}");
 }

@@ -1,5 +1,6 @@
 //! `Store::commit`: one `TransactWriteItems` (plus, for a merge too large for one transaction,
-//! identity moves ahead of it), cancellation reasons mapped to `Duplicate` / `Conflict`.
+//! identity moves ahead of it), cancellation reasons mapped to `Duplicate` / `Conflict`. The
+//! commit's report counter increments ride in the same transaction (see `tallies`).
 
 use crate::keys::{
     self, BODY, EMAIL, EXPIRES_AT, ID, IDENTITIES, Item, LEAD_ID, PK, VERSION, dedupe_pk, due_key, event_sk, get_ss,
@@ -40,6 +41,8 @@ enum Role {
     Retire,
     /// The committed lead's update, or a guard on it.
     Lead,
+    /// A report counter increment (unconditional).
+    Counter,
 }
 
 /// One transaction item with its role and (approximate) size.
@@ -141,7 +144,7 @@ impl DynamoStore {
 
         // Too many items for one transaction: a merge moves part of the retired lead's
         // identities ahead of the main transaction (guarded by both leads' versions).
-        let total = 2 * c.events.len() + identities.len() + usize::from(retire.is_some()) + 1;
+        let total = 2 * c.events.len() + identities.len() + usize::from(retire.is_some()) + 1 + c.tallies.len();
         if total > MAX_TRANSACTION_ITEMS {
             let excess = total - MAX_TRANSACTION_ITEMS;
             let movable = match (retire, c.expected_version) {
@@ -151,9 +154,10 @@ impl DynamoStore {
             if movable < excess {
                 return Err(StoreError::Other(format!(
                     "lead {id}: commit too large for one DynamoDB transaction: {total} items ({} events × 2, {} \
-                     identities, the lead{}) > {MAX_TRANSACTION_ITEMS}",
+                     identities, {} counters, the lead{}) > {MAX_TRANSACTION_ITEMS}",
                     c.events.len(),
                     identities.len(),
+                    c.tallies.len(),
                     if retire.is_some() { ", the retired lead" } else { "" },
                 )));
             }
@@ -239,6 +243,11 @@ impl DynamoStore {
                 .build()
                 .map_err(build_err)?;
             plan.push(Planned { item: TransactWriteItem::builder().delete(del).build(), role: Role::Retire, bytes });
+        }
+
+        for t in &c.tallies {
+            let (update, bytes) = crate::tallies::counter_update(&self.table, id, t)?;
+            plan.push(Planned { item: TransactWriteItem::builder().update(update).build(), role: Role::Counter, bytes });
         }
 
         plan.push(self.lead_update(&c, new_version, &all_keys)?);
@@ -465,6 +474,8 @@ impl DynamoStore {
     /// a new request token: nothing was written), never on a failed condition.
     async fn transact(&self, plan: Vec<Planned>) -> Result<(), StoreError> {
         let units: u64 = plan.iter().map(|p| write_units(p.bytes, true)).sum();
+        let counter_units: u64 =
+            plan.iter().filter(|p| matches!(p.role, Role::Counter)).map(|p| write_units(p.bytes, true)).sum();
         let roles: Vec<Role> = plan.iter().map(|p| p.role.clone()).collect();
         let items: Vec<TransactWriteItem> = plan.into_iter().map(|p| p.item).collect();
         let mut attempt = 0;
@@ -486,6 +497,7 @@ impl DynamoStore {
                         self.metrics.write(Some(c));
                     }
                     self.metrics.estimate_write(units);
+                    self.metrics.estimate_counter_write(counter_units);
                     return Ok(());
                 }
                 Err(e) => match classify(e, &roles) {

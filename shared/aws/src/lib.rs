@@ -65,6 +65,13 @@
 //! refused with a clear [`StoreError::Other`]. Items over 400 KB and transactions over 4 MB
 //! are refused before sending.
 //!
+//! ## Report counters
+//!
+//! | counter | `AGG#<yyyy-mm>#<shard>` | `<yyyy-mm-dd>#<key>` | `n` |
+//!
+//! A commit's counter increments are `Update … ADD n` items of its transaction; a report reads
+//! a period with one `Query` per month and shard — see the `tallies` module.
+//!
 //! ## Reads
 //!
 //! `get`, `lookup`, `seen` and `events` use strongly consistent reads (a commit is visible to
@@ -92,6 +99,7 @@ mod ses;
 mod settings;
 mod sqs;
 mod table;
+mod tallies;
 
 pub use eventbridge::{EventBridgeBus, SOURCE as BUS_SOURCE};
 pub use ses::{SesMailer, tags as email_tags};
@@ -104,7 +112,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, WriteRequest};
 use ember_scoring::{Lead, Time};
-use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent};
+use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
 use keys::{
     BODY, EVT, ID, IDENTITIES, Item, LEAD_ID, PK, PROFILE, SK, VERSION, get_s, get_ss, get_u64, lead_key, lead_pk,
 };
@@ -225,6 +233,11 @@ impl DynamoStore {
     /// [`DynamoDB requests`](Self::calls) by operation name (`GetItem`, `TransactWriteItems`…).
     pub fn calls_by_operation(&self) -> BTreeMap<String, u64> {
         self.metrics.calls_by_operation()
+    }
+
+    /// The part of [`Self::estimated_write_units`] spent on report counter items.
+    pub fn estimated_counter_write_units(&self) -> f64 {
+        self.metrics.estimated_counter_write_units()
     }
 
     /// Capacity units DynamoDB reported as consumed: (read, write).
@@ -532,6 +545,10 @@ impl Store for DynamoStore {
 
     async fn erase(&self, lead_id: &str) -> Result<bool, StoreError> {
         self.erase_impl(lead_id).await
+    }
+
+    async fn tallies(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<Tally>, StoreError> {
+        self.tallies_impl(from, to).await
     }
 
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<Lead>, Option<String>), StoreError> {

@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     read_milli: AtomicU64,
     write_milli: AtomicU64,
     estimated_write_milli: AtomicU64,
+    counter_write_milli: AtomicU64,
 }
 
 fn to_milli(units: f64) -> u64 {
@@ -58,6 +59,15 @@ impl Metrics {
         if let Some(u) = c.and_then(ConsumedCapacity::capacity_units) {
             self.write_milli.fetch_add(to_milli(u), Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn estimated_counter_write_units(&self) -> f64 {
+        self.counter_write_milli.load(Ordering::Relaxed) as f64 / MILLI
+    }
+
+    /// Adds estimated write units of report counter items (part of [`Self::estimate_write`]).
+    pub(crate) fn estimate_counter_write(&self, units: u64) {
+        self.counter_write_milli.fetch_add(units.saturating_mul(1000), Ordering::Relaxed);
     }
 
     /// Adds estimated write units (see [`write_units`]).

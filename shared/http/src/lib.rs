@@ -31,6 +31,8 @@ use ember_service::Ember;
 use serde_json::json;
 use std::sync::Arc;
 
+mod reports;
+
 /// Largest request body.
 pub const MAX_BODY: usize = 256 * 1024;
 
@@ -132,6 +134,7 @@ pub fn admin_routes() -> Router<Ember> {
         .route("/v1/leads", get(leads::find))
         .route("/v1/leads/{id}", get(leads::get).delete(leads::erase))
         .route("/v1/leads/{id}/timeline", get(leads::timeline))
+        .merge(reports::routes())
 }
 
 /// The router over the services.
@@ -149,6 +152,7 @@ pub fn router(ember: Ember, config: ApiConfig) -> Router {
                 ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], TRACKER)
             }),
         )
+        .route("/dashboard", get(reports::dashboard))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }));
     admin
         .merge(public)

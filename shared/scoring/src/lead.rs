@@ -291,6 +291,22 @@ pub struct StepLog {
     pub template: Option<String>,
     /// When.
     pub at: Time,
+    /// The provider reported the email delivered (`email_delivered`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delivered: bool,
+    /// A person opened it (`email_open`; machine opens do not count).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opened: bool,
+    /// A person clicked in it (`email_click`; machine clicks do not count).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clicked: bool,
+}
+
+impl StepLog {
+    /// A step outcome with no provider feedback yet.
+    pub fn new(step: usize, outcome: &str, template: Option<String>, at: Time) -> StepLog {
+        StepLog { step, outcome: outcome.to_string(), template, at, delivered: false, opened: false, clicked: false }
+    }
 }
 
 /// An email sent (kept for the frequency cap).

@@ -101,6 +101,8 @@ impl Ember {
                 events: Vec::new(),
                 claims: Vec::new(),
                 retire: None,
+                // Only the outbox changed: no report counter moves.
+                tallies: Vec::new(),
             };
             match self.store.commit(commit).await {
                 Ok(v) => {

@@ -104,13 +104,22 @@ impl Ember {
                 Err(Resolve::Failed(e)) => return Err(e),
             };
             let Plan { mut lead, version, claims, merge } = plan;
+            let model = self.engine.model();
+            // Report counters: the facts the stored leads contribute now, taken away below
+            // from the facts of the lead as committed.
+            let mut before = std::collections::BTreeMap::new();
+            if version.is_some() {
+                ember_reports::facts::add_facts(model, &lead, -1, &mut before);
+            }
             let mut retire = None;
             let mut changes = Vec::new();
             if let Some(from) = merge {
+                ember_reports::facts::add_facts(model, &from.lead, -1, &mut before);
                 retire = Some((from.lead.id.clone(), from.version));
                 changes.extend(self.engine.merge(&mut lead, from.lead, event.at).changes);
             }
             changes.extend(self.engine.ingest(&mut lead, event).changes);
+            let tallies = ember_reports::facts::tallies_from(model, before, &lead);
             let received_at = self.clock.now();
             let commit = Commit {
                 due: self.engine.due(&lead),
@@ -119,6 +128,7 @@ impl Ember {
                 expected_version: version,
                 claims,
                 retire,
+                tallies,
             };
             let lead_id = commit.lead.id.clone();
             let lead_after = commit.lead.clone();

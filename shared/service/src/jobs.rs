@@ -112,7 +112,8 @@ impl Ember {
                 return Ok(Some(rec));
             }
             let events = system_entry(&lead, what, now, outcome.changes, self.clock.now());
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None };
+            let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
+            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
             let lead_after = commit.lead.clone();
             match self.store.commit(commit).await {
                 Ok(v) => return Ok(Some(self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await)),
@@ -144,7 +145,8 @@ impl Ember {
                     return Ok(sent);
                 }
                 let events = system_entry(&lead, "drip", now, outcome.changes, self.clock.now());
-                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None };
+                let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
+                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
                 let lead_after = commit.lead.clone();
                 match self.store.commit(commit).await {
                     Ok(v) => {

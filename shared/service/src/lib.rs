@@ -8,6 +8,8 @@
 //! - [`signing`]: Standard Webhooks signatures and unsubscribe tokens.
 //! - [`Ember`]: ingest (one event or a batch), scheduled jobs (`tick`: decay, SLA, drip), CRM
 //!   feedback; [`Handoff`]: webhooks to the CRM.
+//! - Reports ([`ReportQuery`]): counters kept by every commit, read per period and built by
+//!   [`ember_reports`].
 //! - [`compose`]: renders campaign emails (Handlebars, HTML-escaped, unsubscribe link and headers).
 
 #![warn(missing_docs)]
@@ -20,6 +22,7 @@ mod identity_cache;
 mod ingest;
 mod jobs;
 pub mod ports;
+mod reports;
 pub mod signing;
 
 pub use app::{Ember, ServiceError, MAX_ATTEMPTS};
@@ -27,3 +30,5 @@ pub use feedback::Feedback;
 pub use handoff::{Handoff, ReplayReport};
 pub use ingest::{IngestStatus, MAX_BATCH};
 pub use jobs::{JobReport, PAGE};
+pub use reports::ReportQuery;
+pub use ember_reports;

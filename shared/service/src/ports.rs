@@ -7,6 +7,8 @@ use ember_scoring::lead::Message;
 use ember_scoring::{Due, Event, Lead, Time};
 use serde::{Deserialize, Serialize};
 
+pub use ember_reports::Tally;
+
 /// An identity that points at a lead.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
@@ -75,6 +77,9 @@ pub struct Commit {
     pub claims: Vec<Claim>,
     /// A lead merged into this one, to delete (id and the version it must have).
     pub retire: Option<(String, u64)>,
+    /// Report counter increments caused by this change ([`ember_reports::tallies`]), applied
+    /// in the same atomic write (never to be applied when the commit fails).
+    pub tallies: Vec<Tally>,
 }
 
 /// Scheduled work kinds, each with its own index.
@@ -148,6 +153,9 @@ pub trait Store: Send + Sync {
     /// Erases a lead: the lead, its identities and its events. Event ids stay known (without
     /// content) so a replayed event does not bring the person back. Returns whether it existed.
     async fn erase(&self, lead_id: &str) -> Result<bool, StoreError>;
+    /// Report counters dated `from..=to` (days in the model's time zone), summed per (day, key)
+    /// — zeros may be left out. Reads only those days' counters, never every lead.
+    async fn tallies(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<Tally>, StoreError>;
     /// Every lead, in pages (reports and exports; not used on hot paths).
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<Lead>, Option<String>), StoreError>;
 }

@@ -52,6 +52,15 @@
 //!     received_at INTEGER
 //! );
 //! CREATE INDEX events_by_lead ON events (lead_id, at) WHERE lead_id IS NOT NULL;
+//!
+//! -- Report counters (see `ember_reports::facts`): the commit adds its increments in its own
+//! -- transaction; erasure leaves them (erased people keep counting, anonymously).
+//! CREATE TABLE tallies (
+//!     day TEXT NOT NULL,                 -- YYYY-MM-DD, model time zone
+//!     key TEXT NOT NULL,
+//!     n   INTEGER NOT NULL,
+//!     PRIMARY KEY (day, key)
+//! ) WITHOUT ROWID;
 //! ```
 //!
 //! # Time
@@ -71,7 +80,7 @@
 use async_trait::async_trait;
 use chrono::DateTime;
 use ember_scoring::{Lead, Time};
-use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent};
+use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -79,7 +88,7 @@ use std::time::Duration;
 
 /// Schema version this build writes (`PRAGMA user_version`). Opening a file with a newer version
 /// fails rather than risk misreading it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,6 +125,15 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER
     );
     CREATE INDEX events_by_lead ON events (lead_id, at) WHERE lead_id IS NOT NULL;
+    ",
+    // 1 → 2: report counters.
+    "
+    CREATE TABLE tallies (
+        day TEXT NOT NULL,
+        key TEXT NOT NULL,
+        n   INTEGER NOT NULL,
+        PRIMARY KEY (day, key)
+    ) WITHOUT ROWID;
     ",
 ];
 
@@ -351,6 +369,19 @@ fn commit_tx(conn: &mut Connection, c: &Commit) -> Result<u64, StoreError> {
         // Unreachable under BEGIN IMMEDIATE (checked above), kept as a guard.
         return Err(StoreError::Conflict(format!("lead {id} changed during the commit")));
     }
+
+    // 6. Report counters, in the same transaction.
+    if !c.tallies.is_empty() {
+        let mut add = tx
+            .prepare_cached(
+                "INSERT INTO tallies (day, key, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day, key) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(ctx("preparing the counter update"))?;
+        for t in &c.tallies {
+            add.execute(params![t.day.format("%Y-%m-%d").to_string(), t.key, t.n]).map_err(ctx("adding to a counter"))?;
+        }
+    }
     tx.commit().map_err(ctx("committing"))?;
     Ok(version)
 }
@@ -498,6 +529,27 @@ impl Store for SqliteStore {
 
     async fn erase(&self, lead_id: &str) -> Result<bool, StoreError> {
         self.with(|c| erase_tx(c, lead_id))
+    }
+
+    async fn tallies(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<Tally>, StoreError> {
+        self.with(|conn| {
+            let mut st = conn
+                .prepare_cached("SELECT day, key, n FROM tallies WHERE day >= ?1 AND day <= ?2 AND n != 0 ORDER BY day, key")
+                .map_err(ctx("preparing the counter query"))?;
+            let rows = st
+                .query_map(params![from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(ctx("reading counters"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (day, key, n) = row.map_err(ctx("reading a counter"))?;
+                let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                    .map_err(|e| StoreError::Other(format!("sqlite: bad counter day `{day}`: {e}")))?;
+                out.push(Tally { day, key, n });
+            }
+            Ok(out)
+        })
     }
 
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<Lead>, Option<String>), StoreError> {

@@ -322,7 +322,7 @@ impl Engine {
                 let subscribed = lead.email.is_some() && lead.consent.subscribed();
                 if !subscribed {
                     let en = &mut lead.enrollments[i];
-                    en.log.push(StepLog { step: idx, outcome: "suppressed".into(), template: Some(template.clone()), at: now });
+                    en.log.push(StepLog::new(idx, "suppressed", Some(template.clone()), now));
                     en.step_started_at = now;
                     return Flow::Goto(idx + 1);
                 }
@@ -384,6 +384,36 @@ impl Engine {
         out
     }
 
+    /// Records provider feedback on the send it is about (for the nurture report):
+    /// `email_delivered`, `email_open` and `email_click` mark the step log of the send named by
+    /// the event's `campaign` and `step` properties (the SES message tags), or, without them,
+    /// the lead's latest send at or before the event. Machine opens and clicks mark nothing.
+    pub(crate) fn email_feedback(&self, lead: &mut Lead, e: &Event) {
+        let flag: fn(&mut StepLog) = match e.kind.as_str() {
+            "email_delivered" => |l| l.delivered = true,
+            "email_open" if !e.machine => |l| l.opened = true,
+            "email_click" if !e.machine => |l| l.clicked = true,
+            _ => return,
+        };
+        let campaign = e.properties.get("campaign").and_then(|v| v.as_str());
+        let step = e.properties.get("step").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+        let mut best: Option<(usize, usize)> = None;
+        for (i, en) in lead.enrollments.iter().enumerate() {
+            if campaign.is_some_and(|c| c != en.campaign) {
+                continue;
+            }
+            for (j, l) in en.log.iter().enumerate() {
+                let fits = l.outcome == "sent" && l.at <= e.at && step.is_none_or(|s| s as usize == l.step);
+                if fits && best.is_none_or(|(bi, bj)| lead.enrollments[bi].log[bj].at <= l.at) {
+                    best = Some((i, j));
+                }
+            }
+        }
+        if let Some((i, j)) = best {
+            flag(&mut lead.enrollments[i].log[j]);
+        }
+    }
+
     fn finish_send(&self, lead: &mut Lead, i: usize, _send_id: &str, outcome: &SendOutcome, now: Time, out: &mut Outcome) {
         let Some(p) = lead.enrollments[i].pending_send.take() else { return };
         let en = &mut lead.enrollments[i];
@@ -394,7 +424,7 @@ impl Engine {
             SendOutcome::Unknown => ("unknown", true),
             SendOutcome::Retry { .. } => ("retry", false),
         };
-        en.log.push(StepLog { step, outcome: label.into(), template: Some(p.template.clone()), at: now });
+        en.log.push(StepLog::new(step, label, Some(p.template.clone()), now));
         if !advance {
             en.due_at = Some(now + chrono::Duration::minutes(1));
             return;

@@ -208,6 +208,7 @@ impl Engine {
         }
         self.consent(lead, event, &mut out);
         self.track(lead, event);
+        self.email_feedback(lead, event);
         self.behaviour(lead, event, &mut out);
         self.after_change(lead, Some(event), at, traits_changed, &mut out);
         out
