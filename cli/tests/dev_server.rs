@@ -373,6 +373,8 @@ async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
     let (dev, second) = run(free_port());
     assert!(!second.contains(&write) && !second.contains("ek_a_"), "{second}");
     drop(dev);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_over_http_match_ember_report_on_the_same_data() {
     let data = tempfile::tempdir().unwrap();

@@ -75,7 +75,7 @@ pub(crate) async fn find(
     State(ember): State<Ember>,
     q: Result<Query<FindLead>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let q = crate::query(q)?;
     let identity = match (q.email, q.anonymous_id) {
         (Some(e), _) => Identity::Email(
             ember_scoring::event::normalize_email(&e).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m))?,

@@ -10,6 +10,7 @@
 //!   `data-*` attributes and text labels, so a browser test can compare it with the JSON.
 
 use crate::ApiError;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -28,15 +29,18 @@ pub fn routes() -> Router<Ember> {
         .route("/v1/reports/quality", get(quality))
 }
 
-async fn funnel(State(ember): State<Ember>, Query(q): Query<ReportQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn funnel(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let q = crate::query(q)?;
     Ok(Json(ember.funnel_report(&q).await?))
 }
 
-async fn campaigns(State(ember): State<Ember>, Query(q): Query<ReportQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn campaigns(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let q = crate::query(q)?;
     Ok(Json(ember.campaigns_report(&q).await?))
 }
 
-async fn quality(State(ember): State<Ember>, Query(q): Query<ReportQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn quality(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let q = crate::query(q)?;
     Ok(Json(ember.quality_report(&q, &Default::default()).await?))
 }
 
