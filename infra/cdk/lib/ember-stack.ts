@@ -85,11 +85,11 @@ export class EmberStack extends cdk.Stack {
       description: 'SES identity (domain or address) the drip function may send from. "*" in the SES sandbox.',
     });
     const memory = new cdk.CfnParameter(this, 'FunctionMemory', {
-      type: 'Number', default: 256, allowedValues: ['128', '256', '512', '1024', '2048'],
+      type: 'Number', default: '256', allowedValues: ['128', '256', '512', '1024', '2048'],
       description: 'Memory (MB) of every function.',
     });
     const retention = new cdk.CfnParameter(this, 'LogRetentionDays', {
-      type: 'Number', default: 30,
+      type: 'Number', default: '30',
       allowedValues: ['1', '3', '5', '7', '14', '30', '60', '90', '120', '150', '180', '365', '400', '545', '731', '1096', '1827', '3653'],
       description: 'Days CloudWatch keeps function and access logs.',
     });
