@@ -22,6 +22,7 @@ import queue
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -255,8 +256,7 @@ def main():
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_SESSION_TOKEN": "test",
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_CONFIG_FILE": "/nonexistent/ember-bench-config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/ember-bench-credentials",
+        "HOME": tempfile.mkdtemp(prefix="ember-coldstart-home-"),  # no ~/.aws, as on Lambda
         "EMBER_MODEL": os.path.abspath(args.model),
         "EMBER_TABLE": table,
         "EMBER_BUS": table,
@@ -272,6 +272,10 @@ def main():
         variants.append(("secret from moto", secret_arn))
 
     binaries = ["hello-lambda"] + [f"ember-{f}" for f in FUNCTIONS]
+    missing = [b for b in binaries if not os.path.exists(os.path.join(args.dir, b))]
+    if "hello-lambda" in missing:
+        raise RuntimeError(f"no hello-lambda in {args.dir}: the floor is required")
+    binaries = [b for b in binaries if b not in missing]
     log_path = os.path.join(args.dir, "coldstart.log")
     results = {}
     with open(log_path, "w") as log:
@@ -285,14 +289,16 @@ def main():
                     times[b].append(cold_start(api, os.path.join(args.dir, b), env, log))
             results[label] = {b: stats(t) for b, t in times.items()}
         durations = None
-        if args.endpoint:
+        if args.endpoint and "ember-ingest" in binaries:
             env = dict(base_env, AWS_LAMBDA_FUNCTION_NAME="ember-ingest", EMBER_SECRETS_ARN=secret_arn)
             ds = invoke_durations(api, os.path.join(args.dir, "ember-ingest"), env, log, ingest_events(args.event, args.invocations))
             durations = {"first": ds[0], "warm": stats(ds[1:]), "events_per_invocation": len(json.loads(ingest_events(args.event, 1)[0]["body"])["batch"])}
 
     if args.json:
-        print(json.dumps({"cold_start_ms": results, "ingest_duration_ms": durations}, indent=2))
+        print(json.dumps({"cold_start_ms": results, "ingest_duration_ms": durations, "not_measured": missing}, indent=2))
         return
+    if missing:
+        print(f"not measured (no binary in {args.dir}): {', '.join(missing)}")
     for label, r in results.items():
         hello = r["hello-lambda"]["median"]
         print(f"\ncold start, process spawn -> first `next` ({label}; median of {args.runs} runs, ms):")
