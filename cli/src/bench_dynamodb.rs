@@ -174,7 +174,9 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
     let h = ScenarioHarness::with_store(model, Arc::new(store.clone()), dir.path(), now)?;
     let go = || true;
     let mut out = json!({"leads": size, "due": due});
-    for (name, kind) in [("decay", DueKind::Decay), ("drip", DueKind::Drip)] {
+    // Drip first: decay takes the due leads below the campaign's exit threshold, which ends
+    // their enrollment (and its due step) before the drip sweep would see it.
+    for (name, kind) in [("drip", DueKind::Drip), ("decay", DueKind::Decay)] {
         let c0 = store.calls();
         let r = h.services().run_job(kind, now, &go).await;
         out[name] = json!({
