@@ -194,7 +194,7 @@ pub async fn run(model: Arc<Model>, o: Options) -> Result<Value> {
     std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()).context(
         "the DynamoDB benchmark runs against a local stand-in: set AWS_ENDPOINT_URL (e.g. `export AWS_ENDPOINT_URL=$(scripts/moto)`)",
     )?;
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = ember_aws::sdk_config().await;
     let start: Time = "2026-03-02T09:00:00Z".parse()?;
     let ingest = ingest(&conf, model.clone(), &o, start).await?;
     let now: Time = "2026-09-01T09:00:00Z".parse()?;

@@ -69,7 +69,7 @@ pub async fn run_file(file: &std::path::Path, store: StoreKind) -> Result<scenar
         StoreKind::Dynamodb => {
             // A fresh table per scenario on the endpoint of the standard AWS environment
             // (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials), deleted afterwards.
-            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let conf = ember_aws::sdk_config().await;
             let client = aws_sdk_dynamodb::Client::new(&conf);
             let table = format!("ember-scenario-{}", uuid::Uuid::new_v4().simple());
             ember_aws::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;

@@ -35,7 +35,7 @@ pub async fn replay(args: ReplayArgs) -> Result<bool> {
     crate::init_logs_quiet();
     let (dead, settings): (Arc<dyn DeadLetters>, ember_aws::Settings) = match (&args.queue_url, &args.data) {
         (Some(url), _) => {
-            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let conf = ember_aws::sdk_config().await;
             let settings = ember_aws::Settings::load(&conf).await?;
             (Arc::new(ember_aws::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), url.clone())), settings)
         }

@@ -166,7 +166,7 @@ fn import_events_into_dynamodb() {
     let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT is not set: `export EMBER_MOTO_ENDPOINT=$(scripts/moto)`");
     let table = format!("ember-import-{}", uuid::Uuid::new_v4().simple());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let conf = ember_aws::sdk_loader()
             .region("us-east-1")
             .endpoint_url(&endpoint)
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))

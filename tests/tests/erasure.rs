@@ -98,7 +98,7 @@ async fn erasure_leaves_no_trace_in_the_embedded_database_file() {
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn erasure_leaves_no_item_with_the_person_in_dynamodb() {
     let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT (scripts/moto)");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let conf = ember_aws::sdk_loader()
         .region("us-east-1")
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))

@@ -1,6 +1,5 @@
 //! The `drip` function: EventBridge Scheduler runs (see `ember_lambda::schedule`).
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), ember_lambda::serve::Error> {
-    ember_lambda::serve::scheduled().await
+fn main() -> Result<(), ember_lambda::serve::Error> {
+    ember_lambda::serve::main(ember_lambda::serve::scheduled)
 }

@@ -95,6 +95,7 @@ mod due;
 mod eventbridge;
 mod keys;
 mod metrics;
+pub mod sdk;
 mod ses;
 mod settings;
 mod sqs;
@@ -102,6 +103,7 @@ mod table;
 mod tallies;
 
 pub use eventbridge::{EventBridgeBus, SOURCE as BUS_SOURCE};
+pub use sdk::{sdk_config, sdk_loader};
 pub use ses::{SesMailer, tags as email_tags};
 pub use settings::{SECRETS_ARN_VAR, Settings, SettingsError};
 pub use sqs::SqsDeadLetters;
@@ -172,7 +174,7 @@ impl DynamoStore {
             .ok()
             .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| StoreError::Other("EMBER_TABLE is not set (the DynamoDB table name)".into()))?;
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let conf = crate::sdk_config().await;
         let mut store = DynamoStore::new(Client::new(&conf), table);
         if let Ok(v) = std::env::var("EMBER_DUE_SHARDS") {
             match v.trim().parse::<u32>() {

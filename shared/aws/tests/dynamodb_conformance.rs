@@ -34,6 +34,7 @@ fn endpoint() -> String {
 fn client() -> Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(ember_aws::sdk::http_client())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))

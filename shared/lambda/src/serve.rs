@@ -6,6 +6,20 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// A function's `main`: prepares the process (before any thread starts: see
+/// [`ember_aws::sdk::use_system_ca_bundle`]), then runs `serve` — one of [`http`],
+/// [`scheduled`], [`feedback`], [`handoff`] — on a single-threaded runtime (one invocation at a
+/// time per container).
+pub fn main<F, Fut>(serve: F) -> Result<(), Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    // SAFETY: nothing but this thread exists yet; the runtime is built below.
+    unsafe { ember_aws::sdk::use_system_ca_bundle() };
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve())
+}
+
 /// Builds the stack once per container (logging why, without secrets, when it cannot).
 async fn stack() -> Result<Arc<AwsStack>, Error> {
     crate::init_logs();

@@ -126,9 +126,21 @@ pub fn lambda_retry_policy() -> RetryPolicy {
 impl AwsStack {
     /// Reads the environment and the secret, then builds everything.
     pub async fn from_env() -> Result<AwsStack, StackError> {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let started = std::time::Instant::now();
+        let conf = ember_aws::sdk_config().await;
+        let config_done = started.elapsed();
         let settings = Settings::load(&conf).await?;
-        AwsStack::build(&conf, &StackConfig::from_env()?, settings)
+        let settings_done = started.elapsed();
+        let stack = AwsStack::build(&conf, &StackConfig::from_env()?, settings)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            init_ms = ms(started.elapsed()),
+            aws_config_ms = ms(config_done),
+            secret_ms = ms(settings_done - config_done),
+            services_ms = ms(started.elapsed() - settings_done),
+            "container ready"
+        );
+        Ok(stack)
     }
 
     /// Builds the services over the AWS clients of `conf`.

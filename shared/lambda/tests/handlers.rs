@@ -11,7 +11,7 @@
 //!
 //! Without `EMBER_MOTO_ENDPOINT` they fail; they never pass silently.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::Credentials;
 use axum::body::Body;
 use ember_aws::{Settings, SqsDeadLetters};
@@ -36,7 +36,7 @@ fn endpoint() -> String {
 }
 
 async fn conf() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    ember_aws::sdk_loader()
         .region("us-east-1")
         .endpoint_url(endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))
