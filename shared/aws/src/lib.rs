@@ -57,7 +57,9 @@
 //! Cancellation reasons map to [`StoreError::Conflict`] (the lead's version, the retired lead,
 //! a claim) or [`StoreError::Duplicate`] (a dedupe put); throttling and transaction conflicts
 //! are retried with backoff ([`StoreError::Other`] / `Conflict` after that). A simple commit is
-//! three items (dedupe, event, lead): one round trip.
+//! three items (dedupe, event, lead): one round trip. A commit of the lead alone (a scheduled
+//! job's, when no report counter moves) is a conditional `UpdateItem`: as atomic, half the write
+//! units of a one-item transaction.
 //!
 //! Limits: 100 items per transaction — a merge whose identities don't fit moves the excess
 //! ahead of the main transaction in guarded transactions (both leads' versions checked; not
