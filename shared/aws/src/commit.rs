@@ -478,9 +478,8 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Runs one transaction: retried on throttling and transaction conflicts (with backoff and
-    /// a new request token: nothing was written), never on a failed condition.
-    /// The lead's update on its own: the planned transaction item as a conditional `UpdateItem`.
+    /// The lead's update on its own: the planned transaction item as a conditional `UpdateItem`,
+    /// retried on transaction conflicts (the SDK retries throttling), never on a failed condition.
     async fn update_alone(&self, planned: Planned) -> Result<(), StoreError> {
         let units = write_units(planned.bytes, false);
         let Some(u) = planned.item.update else {
@@ -528,6 +527,8 @@ impl DynamoStore {
         }
     }
 
+    /// Runs one transaction: retried on throttling and transaction conflicts (with backoff and
+    /// a new request token: nothing was written), never on a failed condition.
     async fn transact(&self, plan: Vec<Planned>) -> Result<(), StoreError> {
         let units: u64 = plan.iter().map(|p| write_units(p.bytes, true)).sum();
         let counter_units: u64 =

@@ -132,12 +132,13 @@ impl AwsStack {
         let settings = Settings::load(&conf).await?;
         let settings_done = started.elapsed();
         let stack = AwsStack::build(&conf, &StackConfig::from_env()?, settings)?;
+        let done = started.elapsed();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::info!(
-            init_ms = ms(started.elapsed()),
+            init_ms = ms(done),
             aws_config_ms = ms(config_done),
             secret_ms = ms(settings_done - config_done),
-            services_ms = ms(started.elapsed() - settings_done),
+            services_ms = ms(done - settings_done),
             "container ready"
         );
         Ok(stack)
