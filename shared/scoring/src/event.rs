@@ -1,7 +1,7 @@
 //! Incoming events: the wire shape ([`RawEvent`]), validation into [`Event`], and the machine
 //! traffic check for email opens and clicks.
 
-use crate::Time;
+use crate::{limits, Time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -27,11 +27,44 @@ pub const KNOWN_TYPES: &[&str] = &[
 /// the lead's own activity and never re-arm decay.
 pub const SYSTEM_TYPES: &[&str] = &["email_delivered", "email_bounced", "email_complaint", "email_sent"];
 
+/// Prefix of the types of the changes Ember makes itself (`ember.crm.recycled`, `ember.decay`…).
+pub const EMBER_PREFIX: &str = "ember.";
+
+/// Whether only Ember itself may record this type: what SES feedback turns into (delivered,
+/// bounced, complained, sent: a bounce or a complaint suppresses the address for good) and every
+/// `ember.*` type (CRM feedback, decay, SLA, drip). A client (a write key) may never send one,
+/// so a public key can never suppress or disqualify anyone.
+///
+/// `unsubscribe` is not among them: SPEC §3 lists it as a type a client sends (a site's own
+/// preference page), and its opt-out is undone by the lead's next opt-in, whereas a bounce or a
+/// complaint is final. The signed unsubscribe link records the same type through Ember's own path.
+pub fn is_reserved_type(t: &str) -> bool {
+    SYSTEM_TYPES.contains(&t) || t.starts_with(EMBER_PREFIX)
+}
+
+/// Who sent an event: decides which types it may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A client with a write key (`POST /v1/events`, the tracker, imports): no reserved type.
+    Client,
+    /// Ember itself (SES feedback, unsubscribe links): any valid type.
+    Ember,
+}
+
 /// Longest event id and anonymous id.
 pub const MAX_ID_LEN: usize = 128;
 
 /// How far in the future `occurred_at` may be.
 pub const MAX_FUTURE_SECS: i64 = 300;
+
+/// Earliest `occurred_at` accepted (2000-01-01T00:00:00Z): older times are typing mistakes or
+/// zero values (`0001-01-01`) that would pollute cohorts, decay and windows. A fixed floor
+/// rather than a sliding one, so that importing years of history keeps working.
+pub const EARLIEST_OCCURRED_AT: &str = "2000-01-01T00:00:00Z";
+
+fn earliest_occurred_at() -> Time {
+    chrono::DateTime::parse_from_rfc3339(EARLIEST_OCCURRED_AT).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_default()
+}
 
 /// An event as sent by a client (every field optional so that each problem can be named).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -125,9 +158,27 @@ pub fn valid_type(t: &str) -> bool {
         && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.:-".contains(c))
 }
 
-/// Trims and lower-cases an email, and checks its shape (`local@domain`, no spaces).
+/// Characters that render as nothing (or only steer the text direction) and so make two
+/// emails that look the same differ: zero-width space, joiners and non-joiners, direction
+/// marks, embeddings and isolates, word joiner and invisible operators, BOM, soft hyphen,
+/// combining grapheme joiner, Mongolian vowel separator, Arabic letter mark, Hangul fillers,
+/// variation selectors and tag characters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// Normalizes an email for comparison — invisible characters ([`is_invisible`]) removed,
+/// trimmed, lower-cased, Unicode NFC (so a composed `é` and `e` + combining accent are one
+/// address) — and checks its shape (`local@domain`, no spaces). Every place that compares
+/// emails (ingest, lookups, CRM feedback, imports) goes through it.
 pub fn normalize_email(raw: &str) -> Result<String, String> {
-    let e = raw.trim().to_lowercase();
+    use unicode_normalization::UnicodeNormalization;
+    let visible: String = raw.chars().filter(|c| !is_invisible(*c)).collect();
+    let e: String = visible.trim().to_lowercase().nfc().collect();
     let Some((local, domain)) = e.split_once('@') else {
         return Err("`email` is not an email address (no `@`)".into());
     };
@@ -158,9 +209,16 @@ fn opt_object(v: &Option<Value>, field: &str) -> Result<Map<String, Value>, Stri
 }
 
 impl RawEvent {
-    /// Validates and normalizes. `now` is the time received; `new_id` makes an id when the
-    /// client sent none.
+    /// Validates and normalizes an event sent by a client (reserved types refused, see
+    /// [`is_reserved_type`]). `now` is the time received; `new_id` makes an id when the client
+    /// sent none.
     pub fn validate(&self, now: Time, new_id: impl FnOnce() -> String) -> Result<Event, String> {
+        self.validate_from(Source::Client, now, new_id)
+    }
+
+    /// Validates and normalizes an event from `source`: only [`Source::Ember`] may carry a
+    /// reserved type; every other rule is the same for both.
+    pub fn validate_from(&self, source: Source, now: Time, new_id: impl FnOnce() -> String) -> Result<Event, String> {
         let kind = match &self.kind {
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => return Err("`type` is missing".into()),
@@ -170,6 +228,11 @@ impl RawEvent {
             return Err(format!(
                 "`type` `{}` breaks the naming rule: lower-case letter first, then letters, digits, `_ . : -`, at most 64 characters",
                 kind.chars().take(70).collect::<String>()
+            ));
+        }
+        if source == Source::Client && is_reserved_type(&kind) {
+            return Err(format!(
+                "`type` `{kind}` is recorded only by Ember itself (email feedback, CRM feedback, unsubscribe links); a write key may not send it"
             ));
         }
         let id = match opt_string(&self.event_id, "event_id")? {
@@ -187,6 +250,9 @@ impl RawEvent {
         if (at - now).num_seconds() > MAX_FUTURE_SECS {
             return Err(format!("`occurred_at` is more than {} minutes in the future", MAX_FUTURE_SECS / 60));
         }
+        if at < earliest_occurred_at() {
+            return Err(format!("`occurred_at` is before {EARLIEST_OCCURRED_AT}, the earliest time Ember accepts"));
+        }
         let email = opt_string(&self.email, "email")?.map(|e| normalize_email(&e)).transpose()?;
         let anonymous_id = opt_string(&self.anonymous_id, "anonymous_id")?;
         if anonymous_id.as_ref().is_some_and(|a| a.len() > MAX_ID_LEN) {
@@ -199,6 +265,16 @@ impl RawEvent {
         let properties = opt_object(&self.properties, "properties")?;
         let context = opt_object(&self.context, "context")?;
         check_context(&context)?;
+        limits::check_object("traits", &traits)?;
+        limits::check_object("properties", &properties)?;
+        limits::check_object("context", &context)?;
+        let size = limits::json_size(&traits) + limits::json_size(&properties) + limits::json_size(&context);
+        if size > limits::MAX_EVENT_BYTES {
+            return Err(format!(
+                "`traits`, `properties` and `context` together are {size} bytes; an event may carry at most {} bytes",
+                limits::MAX_EVENT_BYTES
+            ));
+        }
         let channel = channel_of(&context);
         let machine = is_machine_traffic(&kind, &properties);
         Ok(Event { id, kind, at, email, anonymous_id, traits, properties, channel, machine })
@@ -327,6 +403,71 @@ mod tests {
         }
         // Four minutes ahead is tolerated (clock skew).
         assert!(raw(json!({"type": "x", "anonymous_id": "a", "occurred_at": "2026-03-02T09:04:00Z"})).validate(now(), || "g".into()).is_ok());
+    }
+
+    #[test]
+    fn reserved_types_are_refused_from_clients_and_taken_from_ember() {
+        for t in ["email_bounced", "email_complaint", "email_delivered", "email_sent", "ember.crm.rejected", "ember.decay"] {
+            let r = raw(json!({"type": t, "email": "a@b.example", "properties": {"bounce_type": "Permanent"}}));
+            let err = r.validate(now(), || "g".into()).unwrap_err();
+            assert!(err.contains("recorded only by Ember itself"), "{t}: {err}");
+            assert_eq!(r.validate_from(Source::Ember, now(), || "g".into()).unwrap().kind, t);
+        }
+        // Types a client sends are still taken, `unsubscribe` among them (SPEC §3's known types).
+        for t in ["unsubscribe", "email_open", "email_click", "embers_lit", "newsletter_subscribe"] {
+            assert!(raw(json!({"type": t, "email": "a@b.example"})).validate(now(), || "g".into()).is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn occurred_at_has_a_floor() {
+        for t in ["0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z"] {
+            let err = raw(json!({"type": "page_view", "email": "a@b.example", "occurred_at": t})).validate(now(), || "g".into()).unwrap_err();
+            assert!(err.contains("before 2000-01-01T00:00:00Z"), "{t}: {err}");
+        }
+        assert!(raw(json!({"type": "page_view", "email": "a@b.example", "occurred_at": EARLIEST_OCCURRED_AT})).validate(now(), || "g".into()).is_ok());
+    }
+
+    #[test]
+    fn emails_are_one_address_whatever_their_unicode_form() {
+        let nfc = "jos\u{e9}@caf\u{e9}.example";
+        let nfd = "jose\u{301}@cafe\u{301}.example";
+        let want = normalize_email(nfc).unwrap();
+        assert_eq!(want, "jos\u{e9}@caf\u{e9}.example");
+        for variant in [
+            nfd.to_string(),
+            format!("\u{200b}{nfc}"),
+            "jos\u{e9}\u{200d}@caf\u{e9}.example".to_string(),
+            format!("\u{feff}  JOS\u{c9}@CAFE\u{301}.EXAMPLE\u{a0}"),
+            "jo\u{ad}s\u{e9}@caf\u{e9}\u{2066}.example\u{2069}".to_string(),
+            "\u{202e}jos\u{e9}@caf\u{e9}.example\u{202c}".to_string(),
+        ] {
+            assert_eq!(normalize_email(&variant).unwrap(), want, "{variant:?}");
+        }
+        // Nothing but invisible characters around no address is still no address.
+        assert!(normalize_email("\u{200b}\u{200b}").is_err());
+        let e = raw(json!({"type": "page_view", "email": nfd})).validate(now(), || "g".into()).unwrap();
+        assert_eq!(e.email.as_deref(), Some(want.as_str()));
+    }
+
+    #[test]
+    fn traits_and_properties_are_bounded() {
+        let many: Map<String, Value> = (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
+        let big = "x".repeat(4000);
+        let cases = [
+            (json!({"type": "page_view", "email": "a@b.c", "traits": many}), "`traits` has 101 keys"),
+            (json!({"type": "page_view", "email": "a@b.c", "properties": {"url": "x".repeat(5000)}}), "`properties.url` is 5000 bytes"),
+            (json!({"type": "page_view", "email": "a@b.c", "properties": {"a": {"b": {"c": {"d": {"e": 1}}}}}}), "nests deeper"),
+            (json!({"type": "page_view", "email": "a@b.c", "context": {"k".repeat(200): 1}}), "`context` has a key longer"),
+            (
+                json!({"type": "page_view", "email": "a@b.c", "traits": {"a": big, "b": big}, "properties": {"c": big, "d": big, "e": big}}),
+                "an event may carry at most 16384 bytes",
+            ),
+        ];
+        for (v, want) in cases {
+            let err = raw(v.clone()).validate(now(), || "g".into()).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`cond`]: matchers and lead predicates.
 //! - [`event`]: incoming events and their validation.
 //! - [`lead`]: the lead state.
+//! - [`limits`]: the size limits of what a client may send.
 //! - [`engine`]: scoring, stages, decay, campaigns, handoff, CRM feedback, merge.
 
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod cond;
 pub mod engine;
 pub mod event;
 pub mod lead;
+pub mod limits;
 pub mod model;
 
 pub use engine::{Change, CrmAction, Due, Engine, Outcome, SendIntent, SendOutcome};

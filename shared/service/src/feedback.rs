@@ -53,7 +53,10 @@ impl Ember {
     /// nothing (`Ok(None)`), so provider feedback can never bring an erased person back.
     /// Machine opens and clicks are recorded and earn nothing (the engine's rule).
     pub async fn email_feedback(&self, raw: &RawEvent) -> Result<Option<IngestStatus>, ServiceError> {
-        let event = raw.validate(self.clock.now(), crate::ingest::new_event_id).map_err(ServiceError::Invalid)?;
+        // Ember's own path: the bounce and complaint types a write key may not send.
+        let event = raw
+            .validate_from(ember_scoring::event::Source::Ember, self.clock.now(), crate::ingest::new_event_id)
+            .map_err(ServiceError::Invalid)?;
         let Some(email) = event.email.clone() else {
             return Err(ServiceError::Invalid("an email event needs the recipient's `email`".into()));
         };

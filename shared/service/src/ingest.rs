@@ -56,7 +56,8 @@ pub(crate) fn new_event_id() -> String {
 }
 
 impl Ember {
-    /// Validates and applies one event as sent by a client.
+    /// Validates and applies one event as sent by a client (a write key): types that only
+    /// Ember records are refused (see [`ember_scoring::event::is_reserved_type`]).
     pub async fn ingest(&self, raw: &RawEvent) -> IngestStatus {
         let now = self.clock.now();
         let event = match raw.validate(now, new_event_id) {
@@ -111,6 +112,14 @@ impl Ember {
             if version.is_some() {
                 ember_reports::facts::add_facts(model, &lead, -1, &mut before);
             }
+            // What the lead's traits weigh before this event (the larger profile of a merge):
+            // an event may not make them grow past the limit (SPEC §3).
+            let traits_before = match &merge {
+                Some(from) if ember_scoring::limits::json_size(&from.lead.traits) > ember_scoring::limits::json_size(&lead.traits) => {
+                    from.lead.traits.clone()
+                }
+                _ => lead.traits.clone(),
+            };
             let mut retire = None;
             let mut changes = Vec::new();
             if let Some(from) = merge {
@@ -119,6 +128,9 @@ impl Ember {
                 changes.extend(self.engine.merge(&mut lead, from.lead, event.at).changes);
             }
             changes.extend(self.engine.ingest(&mut lead, event).changes);
+            if let Err(reason) = ember_scoring::limits::check_lead_traits(&traits_before, &lead.traits) {
+                return Ok(IngestStatus::Rejected { event_id: Some(event.id.clone()), reason });
+            }
             let tallies = ember_reports::facts::tallies_from(model, before, &lead);
             let received_at = self.clock.now();
             let commit = Commit {

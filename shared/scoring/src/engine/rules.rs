@@ -58,7 +58,7 @@ impl Engine {
     }
 
     /// Consent from the event: `newsletter_subscribe` and `email_opt_in: true` opt in;
-    /// `unsubscribe`, hard bounces and complaints opt out.
+    /// `unsubscribe`, hard bounces and complaints opt out; nothing else changes it.
     pub(crate) fn consent(&self, lead: &mut Lead, e: &Event, out: &mut Outcome) {
         let opt_in_trait = e.traits.get("email_opt_in");
         let c = &mut lead.consent;
@@ -71,7 +71,9 @@ impl Engine {
                 c.opted_in_at = Some(e.at);
             }
         }
-        if e.kind == "unsubscribe" || opt_in_trait.and_then(Value::as_bool) == Some(false) {
+        // `email_opt_in: false` (a form sent with its box unticked) changes no consent: only
+        // an unsubscribe, a hard bounce or a complaint opts out (SPEC §2 "Consent").
+        if e.kind == "unsubscribe" {
             if c.unsubscribed_at.is_none_or(|u| u < e.at) {
                 if c.subscribed() {
                     what = Some("unsubscribed");
