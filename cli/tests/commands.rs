@@ -93,6 +93,46 @@ steps:
     assert!(text.contains("0 passed, 1 failed"), "{text}");
 }
 
+#[test]
+fn scenario_event_steps_check_their_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
+    let file = dir.path().join("outcomes.yaml");
+    let write = |steps: &str| {
+        std::fs::write(&file, format!("scenario: outcomes\nmodel: {}\nstart: 2026-03-02T09:00:00Z\nsteps:\n{steps}", models.display())).unwrap()
+    };
+    // Each step says what it expects; two are wrong on purpose.
+    write(
+        r#"
+  - event: { event_id: e1, type: page_view, email: ana@x.example }
+  - event: { event_id: e1, type: page_view, email: ana@x.example }
+    outcome: duplicate
+  - event: { type: email_bounced, email: ana@x.example }
+    outcome: rejected
+  - event: { event_id: e2, type: page_view, email: ana@x.example }
+    outcome: duplicate
+  - event: { type: ember.crm.won, email: ana@x.example }
+"#,
+    );
+    let out = ember().args(["scenario", "run"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("steps[3]: event: expected outcome duplicate, got accepted"), "{text}");
+    assert!(text.contains("steps[4]: event: expected outcome accepted, got rejected: `type` `ember.crm.won` is recorded only by Ember itself"), "{text}");
+    assert!(!text.contains("steps[1]") && !text.contains("steps[2]"), "{text}");
+
+    // A misspelt outcome, or one on a step that is not an event, is a named mistake.
+    write("  - event: { type: page_view, email: ana@x.example }\n    outcome: acepted\n");
+    let out = ember().args(["scenario", "run"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("steps[0]: `outcome`: `acepted` is not an outcome (accepted, duplicate, rejected)"), "{text}");
+    write("  - tick: true\n    outcome: rejected\n");
+    let out = ember().args(["scenario", "run"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("`outcome` belongs to an `event` step"), "{text}");
+}
+
 /// `ember webhooks replay --data DIR`: a delivery that failed for good is sent again with the
 /// same webhook id and a fresh, valid signature, and leaves the queue.
 #[test]

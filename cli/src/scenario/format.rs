@@ -37,8 +37,8 @@ pub struct Step {
 pub enum Action {
     /// Only move the clock.
     None,
-    /// Ingest one event (JSON, as a client would send it).
-    Event(Value),
+    /// Ingest one event (JSON, as a client would send it) and expect that ingest outcome.
+    Event(Value, Outcome),
     /// Run the scheduled jobs.
     Tick,
     /// A tick at each `every` after now, up to start + `until`.
@@ -52,6 +52,38 @@ pub enum Action {
     Crm(Value),
     /// Expectations about one lead.
     Expect(Expect),
+}
+
+/// The ingest outcome an `event:` step expects (`outcome:`, accepted by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to a lead.
+    #[default]
+    Accepted,
+    /// Its event id was seen before: nothing changed.
+    Duplicate,
+    /// Refused, with a reason.
+    Rejected,
+}
+
+impl Outcome {
+    /// Name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    fn parse(v: &Value) -> Result<Outcome> {
+        match v.as_str() {
+            Some("accepted") => Ok(Outcome::Accepted),
+            Some("duplicate") => Ok(Outcome::Duplicate),
+            Some("rejected") => Ok(Outcome::Rejected),
+            _ => bail!("`outcome`: `{}` is not an outcome (accepted, duplicate, rejected)", text(v).unwrap_or_else(|| v.to_string())),
+        }
+    }
 }
 
 /// `expect:` — every field optional.
@@ -143,15 +175,19 @@ impl Step {
     fn from_value(index: usize, v: &Value) -> Result<Step> {
         let obj = v.as_object().ok_or_else(|| anyhow!("a step is a map"))?;
         let at = obj.get("at").map(|a| span(a, "`at`")).transpose()?;
+        let outcome = obj.get("outcome").map(Outcome::parse).transpose()?;
+        if outcome.is_some() && !obj.contains_key("event") {
+            bail!("`outcome` belongs to an `event` step");
+        }
         let mut actions = Vec::new();
         for (k, val) in obj {
             let a = match k.as_str() {
-                "at" => continue,
+                "at" | "outcome" => continue,
                 "event" => {
                     if !val.is_object() {
                         bail!("`event` must be a map");
                     }
-                    Action::Event(val.clone())
+                    Action::Event(val.clone(), outcome.unwrap_or_default())
                 }
                 "tick" => match val {
                     Value::Bool(true) => Action::Tick,
@@ -168,7 +204,7 @@ impl Step {
                 }
                 "crm" => Action::Crm(val.clone()),
                 "expect" => Action::Expect(Expect::from_value(val)?),
-                other => bail!("unknown key `{other}` (expected at, event, tick, ticks, crm, expect)"),
+                other => bail!("unknown key `{other}` (expected at, event, outcome, tick, ticks, crm, expect)"),
             };
             actions.push(a);
         }

@@ -1,7 +1,7 @@
 //! Runs a scenario against the real services (the same code the Lambda functions run) with a
 //! manual clock, and compares every expectation.
 
-use super::format::{Action, Expect, Scenario, Step};
+use super::format::{Action, Expect, Outcome, Scenario, Step};
 use anyhow::{Context, Result};
 use ember_scoring::{RawEvent, Time};
 use ember_service::ports::{Identity, ManualClock};
@@ -69,7 +69,7 @@ pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
         }
         match &step.action {
             Action::None => {}
-            Action::Event(v) => {
+            Action::Event(v, want) => {
                 event_no += 1;
                 let mut v = v.clone();
                 if let Some(o) = v.as_object_mut() {
@@ -77,8 +77,16 @@ pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
                 }
                 let raw: RawEvent = serde_json::from_value(v).with_context(|| format!("steps[{}].event", step.index))?;
                 let status = h.ember().ingest(&raw).await;
-                if !status.is_accepted() {
-                    report.failures.push(Failure { step: step.index, message: format!("event not accepted: {}", describe(&status)) });
+                let got = match status {
+                    IngestStatus::Accepted { .. } => Outcome::Accepted,
+                    IngestStatus::Duplicate { .. } => Outcome::Duplicate,
+                    IngestStatus::Rejected { .. } => Outcome::Rejected,
+                };
+                if got != *want {
+                    report.failures.push(Failure {
+                        step: step.index,
+                        message: format!("event: expected outcome {}, got {}", want.as_str(), describe(&status)),
+                    });
                 }
             }
             Action::Tick => tick(h, now).await,
