@@ -194,6 +194,24 @@ async fn oversized_traits_properties_and_batches_are_refused_and_the_lead_unchan
     let flooded = lead_by_email(&dev.base, email).await;
     assert!(serde_json::to_vec(&flooded["traits"]).unwrap().len() <= 16 * 1024);
 
+    // One cookie after another for the same person: at most 100 anonymous ids per lead.
+    let cookies: Vec<Value> =
+        (0..100).map(|i| json!({"event_id": format!("c-{i}"), "type": "page_view", "email": email, "anonymous_id": format!("cookie-{i}")})).collect();
+    let (s, b) = post(&dev.base, &json!({ "batch": cookies })).await;
+    assert_eq!((s, b["accepted"].as_u64()), (202, Some(100)), "{}", b["rejected"]);
+    let (s, b) = post(&dev.base, &json!({"event_id": "c-100", "type": "page_view", "email": email, "anonymous_id": "cookie-100"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(reasons(&b)[0].contains("a lead holds at most 100"), "{b}");
+    let (s, b) = post(&dev.base, &json!({"event_id": "c-again", "type": "page_view", "email": email, "anonymous_id": "cookie-7"})).await;
+    assert_eq!(s, 202, "a cookie it already holds is fine: {b}");
+    // A crafted 4 KB UTM value is not copied whole into the lead's touches.
+    let (s, b) = post(&dev.base, &json!({"event_id": "utm", "type": "page_view", "email": email,
+        "context": {"utm": {"source": x(4000), "campaign": x(4000)}, "referrer": x(4000)}})).await;
+    assert_eq!(s, 202, "{b}");
+    let lead = lead_by_email(&dev.base, email).await;
+    assert_eq!(lead["last_touch"]["source"].as_str().map(str::len), Some(1024), "{}", lead["last_touch"]);
+    assert_eq!(lead["last_touch"]["referrer"].as_str().map(str::len), Some(1024));
+
     // 101 events or more than 256 KiB: the whole request is refused and the lead unchanged.
     let lead_before = lead_by_email(&dev.base, email).await;
     let big: Vec<Value> = (0..101).map(|i| json!({"event_id": format!("n-{i}"), "type": "page_view", "email": email})).collect();

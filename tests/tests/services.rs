@@ -198,3 +198,27 @@ async fn a_stale_identity_hint_in_another_process_follows_the_merge() {
     assert_eq!(lead.event_count, 4, "demo request, merged pricing view, form, blog view");
     assert!(a.ember().lead(&anonymous).await.unwrap().is_none(), "nothing resurrected");
 }
+
+/// A write key may not send a bounce or a complaint (SPEC §3), but SES feedback — Ember's own
+/// path — still suppresses the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_feedback_still_suppresses_when_clients_may_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path(), "b2b-saas.yaml").await;
+    let e = h.ember();
+    assert!(e.ingest(&raw(json!({"event_id": "n1", "type": "newsletter_subscribe", "email": "zoe@acme.example"}))).await.is_accepted());
+    for kind in ["email_bounced", "email_complaint"] {
+        let forged = raw(json!({"event_id": format!("forged-{kind}"), "type": kind, "email": "zoe@acme.example", "properties": {"bounce_type": "Permanent"}}));
+        let IngestStatus::Rejected { reason, .. } = e.ingest(&forged).await else { panic!("{kind} accepted from a client") };
+        assert!(reason.contains("recorded only by Ember itself"), "{reason}");
+    }
+    let lead = e.lead_by(&Identity::Email("zoe@acme.example".into())).await.unwrap().unwrap();
+    assert!(lead.consent.subscribed(), "{:?}", lead.consent);
+    let bounce = raw(json!({"event_id": "ses:b1", "type": "email_bounced", "email": "zoe@acme.example", "properties": {"bounce_type": "Permanent"}}));
+    assert!(matches!(e.email_feedback(&bounce).await.unwrap(), Some(IngestStatus::Accepted { .. })));
+    let complaint = raw(json!({"event_id": "ses:c1", "type": "email_complaint", "email": "zoe@acme.example"}));
+    assert!(matches!(e.email_feedback(&complaint).await.unwrap(), Some(IngestStatus::Accepted { .. })));
+    let lead = e.lead_by(&Identity::Email("zoe@acme.example".into())).await.unwrap().unwrap();
+    assert!(lead.consent.bounced_at.is_some() && lead.consent.complained_at.is_some(), "{:?}", lead.consent);
+    assert!(!lead.consent.subscribed());
+}

@@ -300,8 +300,11 @@ fn check_context(context: &Map<String, Value>) -> Result<(), String> {
     }
 }
 
+/// The acquisition channel of an event. Each field is cut to [`limits::MAX_TOUCH_BYTES`] (at a
+/// character boundary): the lead keeps a first and a last touch, and a crafted 4 KB UTM value
+/// must not be copied into it; the event itself keeps `context` as sent.
 fn channel_of(context: &Map<String, Value>) -> Option<Channel> {
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(limits::cut).filter(|s| !s.is_empty());
     let utm = context.get("utm").and_then(Value::as_object);
     let c = Channel {
         source: s(utm.and_then(|u| u.get("source"))),
@@ -468,6 +471,18 @@ mod tests {
             let err = raw(v.clone()).validate(now(), || "g".into()).unwrap_err();
             assert!(err.contains(want), "{want}: {err}");
         }
+    }
+
+    #[test]
+    fn touches_keep_at_most_a_kilobyte_per_field() {
+        let long = "é".repeat(1000); // 2,000 bytes
+        let e = raw(json!({"type": "page_view", "email": "a@b.c", "context": {"utm": {"source": long, "medium": "cpc"}, "referrer": "x".repeat(3000)}}))
+            .validate(now(), || "g".into())
+            .unwrap();
+        let c = e.channel.unwrap();
+        assert_eq!(c.source.as_deref().map(str::len), Some(1024));
+        assert_eq!(c.referrer.as_deref().map(str::len), Some(1024));
+        assert_eq!(c.medium.as_deref(), Some("cpc"));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! | nesting of objects and lists inside `traits`, `properties` or `context` | [`MAX_DEPTH`] levels |
 //! | `traits` + `properties` + `context` of one event, serialized as JSON | [`MAX_EVENT_BYTES`] bytes |
 //! | a lead's traits, accumulated over all its events and merges, serialized | [`MAX_LEAD_TRAITS_BYTES`] bytes |
+//! | anonymous ids of one lead (its own and those of profiles merged into it) | [`MAX_ANONYMOUS_IDS`] |
+//!
+//! The utm source, medium, campaign and referrer the lead keeps as its first and last touch are
+//! cut to [`MAX_TOUCH_BYTES`] each (the event keeps `context` as sent).
 //!
 //! An event over a limit is rejected with a reason that names the field and the limit. The
 //! lead's limit refuses only an event that would make a lead's traits *grow* past it, so a lead
@@ -29,6 +33,31 @@ pub const MAX_DEPTH: usize = 4;
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
 /// Largest serialized size of a lead's accumulated traits.
 pub const MAX_LEAD_TRAITS_BYTES: usize = 16 * 1024;
+
+/// Most anonymous ids (cookies) one lead holds; an event that would add one more is rejected.
+pub const MAX_ANONYMOUS_IDS: usize = 100;
+/// Longest utm field or referrer kept on a lead's first and last touch, in bytes.
+pub const MAX_TOUCH_BYTES: usize = 1024;
+
+/// `s` cut to at most [`MAX_TOUCH_BYTES`] bytes, at a character boundary.
+pub fn cut(s: &str) -> String {
+    let mut end = s.len().min(MAX_TOUCH_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Checks a lead's anonymous ids after a change: `Err` when they grew (`before` → `after`)
+/// past [`MAX_ANONYMOUS_IDS`].
+pub fn check_anonymous_ids(before: usize, after: usize) -> Result<(), String> {
+    if after > MAX_ANONYMOUS_IDS && after > before {
+        return Err(format!(
+            "the lead would hold {after} anonymous ids; a lead holds at most {MAX_ANONYMOUS_IDS} (its own and those of the profiles merged into it)"
+        ));
+    }
+    Ok(())
+}
 
 /// Serialized JSON size of a map, in bytes.
 pub fn json_size(map: &Map<String, Value>) -> usize {
@@ -118,5 +147,15 @@ mod tests {
         // adds nothing, and one that shrinks it.
         assert!(check_lead_traits(&big, &big).is_ok());
         assert!(check_lead_traits(&big, &small).is_ok());
+    }
+
+    #[test]
+    fn anonymous_ids_are_bounded_and_cuts_keep_characters_whole() {
+        assert!(check_anonymous_ids(100, 100).is_ok());
+        assert!(check_anonymous_ids(100, 101).unwrap_err().contains("at most 100"));
+        assert!(check_anonymous_ids(150, 150).is_ok());
+        assert_eq!(cut(&"é".repeat(600)).len(), 1024);
+        assert_eq!(cut(&format!("a{}", "é".repeat(600))).len(), 1023);
+        assert_eq!(cut("short"), "short");
     }
 }

@@ -120,6 +120,7 @@ impl Ember {
                 }
                 _ => lead.traits.clone(),
             };
+            let anonymous_before = lead.anonymous_ids.len().max(merge.as_ref().map_or(0, |m| m.lead.anonymous_ids.len()));
             let mut retire = None;
             let mut changes = Vec::new();
             if let Some(from) = merge {
@@ -128,7 +129,9 @@ impl Ember {
                 changes.extend(self.engine.merge(&mut lead, from.lead, event.at).changes);
             }
             changes.extend(self.engine.ingest(&mut lead, event).changes);
-            if let Err(reason) = ember_scoring::limits::check_lead_traits(&traits_before, &lead.traits) {
+            let bounded = ember_scoring::limits::check_lead_traits(&traits_before, &lead.traits)
+                .and_then(|_| ember_scoring::limits::check_anonymous_ids(anonymous_before, lead.anonymous_ids.len()));
+            if let Err(reason) = bounded {
                 return Ok(IngestStatus::Rejected { event_id: Some(event.id.clone()), reason });
             }
             let tallies = ember_reports::facts::tallies_from(model, before, &lead);
