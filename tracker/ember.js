@@ -90,7 +90,7 @@
 
   /** Whether a query parameter name looks like a secret (see STRIP). */
   const secretName = (name) => {
-    const list = cfg.stripParams || STRIP;
+    const list = Array.isArray(cfg.stripParams) ? cfg.stripParams : STRIP;
     const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
     return list.indexOf(words.replace(/[^a-z0-9]/g, '')) >= 0 || words.split(/[^a-z0-9]+/).some((w) => list.indexOf(w) >= 0);
   };
@@ -275,6 +275,7 @@
         flushInterval: 5000, batchSize: 10, requireConsent: false, respectDoNotTrack: true,
         spa: true, pageViews: true, forms: true, beacon: true, maxQueue: MAX_QUEUE,
       }, o);
+      if (!(cfg.maxQueue >= 1)) cfg.maxQueue = MAX_QUEUE; // never unbounded, whatever was given
       // Touch cookies too large for the site's Cookie header (older versions, crafted links) go.
       [FIRST, LAST].forEach((n) => rawCookie(n).length > MAX_COOKIE && setCookie(n, '', 0));
       if (allowed() && getCookie(AID)) setCookie(AID, getCookie(AID), YEAR); // keep a year from the last visit
