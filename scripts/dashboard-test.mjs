@@ -25,12 +25,16 @@ try {
   page.on("request", (req) => { if (!req.url().startsWith(base)) external.push(req.url()); });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // A script or style the CSP refuses (a hash that does not match) is a console error.
+  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) errors.push(m.text()); });
   await page.goto(base + "/dashboard");
   await page.waitForSelector("#key", { state: "visible" });
   await page.fill("#key", key);
   await page.click("#login-form button");
   await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
-  check(await page.evaluate(() => sessionStorage.getItem("ember_admin_key")) === key, "the key is kept in sessionStorage");
+  const stored = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length }));
+  same(stored, { session: 0, local: 0 }, "after login, sessionStorage and localStorage hold nothing (the key stays in memory)");
+  check(await page.evaluate(() => getComputedStyle(document.body).margin) === "0px", "the inline style applies (allowed by its CSP hash)");
 
   const from = await page.inputValue("#from"), to = await page.inputValue("#to");
   const q = `from=${from}&to=${to}`;
@@ -73,6 +77,10 @@ try {
   check(errors.length === 0, `no script errors: ${errors}`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
+  // A reload forgets the key: the page asks for it again.
+  await page.reload();
+  await page.waitForSelector("#key", { state: "visible" });
+  check(await page.isHidden("#app"), "after a reload the reports are hidden until the key is given again");
   console.log(`compared: ${stages.length} funnel stages, ${conv.length} conversion bars, ${bars.length} score bins, ${steps.length} campaign steps`);
 } finally {
   await browser.close();

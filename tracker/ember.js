@@ -13,7 +13,15 @@
   const MAX_EVENTS = 100; // server limit per request
   const MAX_BEACON = 60000; // sendBeacon and keepalive fetches carry at most 64 KiB in flight
   const MAX_ATTEMPTS = 5;
+  const MAX_QUEUE = 500; // events kept in memory while the endpoint fails; the oldest go first
+  const MAX_VALUE = 100; // characters of one stored UTM or referrer value
+  const MAX_COOKIE = 1024; // bytes of one stored touch cookie, encoded (the site's Cookie header has ~8 KB for all)
   const EMAIL = /^[^\s@]+@[^\s@]+$/;
+  /** Query parameters that look like secrets (OAuth codes, magic-link tokens, signatures…): never
+   * sent. A parameter goes when its name, or a word of it (`access_token`, `X-Amz-Signature`,
+   * `sessionId`), is one of these. Option `stripParams` replaces the list. */
+  const STRIP = ['token', 'code', 'password', 'passwd', 'pwd', 'secret', 'key', 'apikey', 'auth', 'session', 'sessionid',
+    'sid', 'sig', 'signature', 'credential', 'jwt', 'otp', 'ticket', 'nonce', 'state', 'hash'];
 
   let cfg = null; // options, once init ran
   let queue = []; // [event, attempts] waiting to be sent
@@ -21,6 +29,8 @@
   let timer = 0;
   let lastPage = null; // key of the last page view, against duplicates
   let backoff = 0;
+  let retryAt = 0; // while a failed request waits for its backoff, nothing else is sent before this time
+  let dropped = 0; // events dropped because the queue was full
   let leaving = false; // between pagehide and pageshow
 
   // --- storage --------------------------------------------------------------------------------
@@ -35,6 +45,16 @@
       '; SameSite=Lax' + (loc.protocol === 'https:' ? '; Secure' : '');
   };
   const getJSON = (n) => { try { return JSON.parse(getCookie(n)); } catch (e) { return null; } };
+  const rawCookie = (n) => { const m = d.cookie.match(new RegExp('(?:^|; )' + n + '=([^;]*)')); return m ? m[1] : ''; };
+  /** At most `n` characters (code points: a cut never splits a surrogate pair). */
+  const cut = (v, n) => { const a = Array.from(String(v)); return a.length > n ? a.slice(0, n).join('') : String(v); };
+  /** Stores a touch as JSON, its strings shortened until the cookie fits MAX_COOKIE bytes. */
+  const setTouch = (n, t, maxAge) => {
+    for (let lim = MAX_VALUE; lim >= 1; lim >>= 1) {
+      const v = JSON.stringify(t, (k, x) => (typeof x === 'string' && k !== 'at' ? cut(x, lim) : x));
+      if (encodeURIComponent(v).length <= MAX_COOKIE) return setCookie(n, v, maxAge);
+    }
+  };
   const now = () => new Date().toISOString();
 
   /** A random UUID v4: crypto.randomUUID, else crypto.getRandomValues, else Math.random. */
@@ -68,24 +88,41 @@
     return id;
   };
 
+  /** Whether a query parameter name looks like a secret (see STRIP). */
+  const secretName = (name) => {
+    const list = Array.isArray(cfg.stripParams) ? cfg.stripParams : STRIP;
+    const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+    return list.indexOf(words.replace(/[^a-z0-9]/g, '')) >= 0 || words.split(/[^a-z0-9]+/).some((w) => list.indexOf(w) >= 0);
+  };
+  /** A URL as it may be sent: no #fragment, no secret-looking query parameter; '' when unparseable. */
+  const cleanUrl = (href) => {
+    try {
+      const u = new URL(href);
+      u.hash = '';
+      Array.from(u.searchParams.keys()).forEach((k) => secretName(k) && u.searchParams.delete(k));
+      return u.href;
+    } catch (e) { return ''; }
+  };
+
   // --- acquisition (UTM) --------------------------------------------------------------------
   /** The touch of the current URL: its utm_* values, and (on landing) an external referrer. */
   const touch = (landing) => {
     const q = new URLSearchParams(loc.search), utm = {};
     let any = false;
-    UTM.forEach((k) => { const v = q.get('utm_' + k); if (v) { utm[k] = v.slice(0, 200); any = true; } });
+    UTM.forEach((k) => { const v = q.get('utm_' + k); if (v) { utm[k] = cut(v, MAX_VALUE); any = true; } });
     let referrer = landing ? d.referrer : '';
     try { if (referrer && new URL(referrer).host === loc.host) referrer = ''; } catch (e) { referrer = ''; }
+    if (referrer) referrer = cleanUrl(referrer);
     if (!any && !referrer) return null;
     const t = { utm };
-    if (referrer) t.referrer = referrer.slice(0, 500); // cookies hold 4 KB
+    if (referrer) t.referrer = referrer; // shortened with the rest when stored (setTouch)
     return t;
   };
   /** Keeps the last touch for the browser session and the first touch for a year, never replaced. */
   const remember = (landing) => {
     const t = touch(landing);
-    if (t) setCookie(LAST, JSON.stringify(t));
-    if (!getCookie(FIRST)) setCookie(FIRST, JSON.stringify(Object.assign({ at: now() }, t)), YEAR);
+    if (t) setTouch(LAST, t);
+    if (!getCookie(FIRST)) setTouch(FIRST, Object.assign({ at: now() }, t), YEAR);
   };
 
   // --- events -----------------------------------------------------------------------------------
@@ -96,9 +133,12 @@
     const context = { library: 'ember.js/' + VERSION };
     if (last) {
       if (Object.keys(last.utm || {}).length) context.utm = last.utm;
-      if (last.referrer) context.referrer = last.referrer;
+      if (last.referrer) context.referrer = cleanUrl(last.referrer);
     }
-    if (first) context.first_touch = first;
+    if (first) {
+      if (first.referrer) first.referrer = cleanUrl(first.referrer); // stored by an older version
+      context.first_touch = first;
+    }
     const ev = {
       event_id: uuid(),
       type: String(type),
@@ -109,8 +149,8 @@
     };
     if (email) ev.email = email;
     if (traits && Object.keys(traits).length) ev.traits = traits;
-    queue.push([ev, 0]);
-    if (queue.length >= cfg.batchSize) flush();
+    enqueue([[ev, 0]], false);
+    if (queue.length >= cfg.batchSize && Date.now() >= retryAt) flush();
     else schedule(cfg.flushInterval);
     return ev.event_id;
   };
@@ -127,19 +167,30 @@
     if (key === lastPage || !allowed()) return null;
     remember(lastPage == null);
     lastPage = key;
-    return send('page_view', { path: loc.pathname, url: loc.href, title: d.title });
+    return send('page_view', { path: loc.pathname, url: cleanUrl(loc.href), title: d.title });
   };
 
   // --- delivery ---------------------------------------------------------------------------------
   const schedule = (ms) => { if (!timer) timer = setTimeout(flush, ms); };
+  /** Adds events to the queue (retried ones before newer ones), dropping the oldest past maxQueue. */
+  const enqueue = (items, first) => {
+    queue = first ? items.concat(queue) : queue.concat(items);
+    const over = queue.length - cfg.maxQueue;
+    if (over > 0) { queue.splice(0, over); dropped += over; }
+  };
   const bytes = (s) => new Blob([s]).size;
   const url = () => cfg.endpoint.replace(/\/+$/, '') + '/v1/events';
 
   /** Puts events back for another try (same event ids: the server counts each once). */
   const retry = (items) => {
-    items.forEach((it) => { if (++it[1] < MAX_ATTEMPTS) queue.push(it); });
-    backoff = Math.min(backoff ? backoff * 2 : 2000, 60000);
-    schedule(backoff);
+    enqueue(items.filter((it) => ++it[1] < MAX_ATTEMPTS), true);
+    // Requests of one flush that fail together wait once, not once each.
+    if (Date.now() >= retryAt) {
+      backoff = Math.min(backoff ? backoff * 2 : 2000, 60000);
+      retryAt = Date.now() + backoff;
+    }
+    clearTimeout(timer);
+    timer = setTimeout(flush, Math.max(0, retryAt - Date.now()));
   };
 
   /** Sends one request: sendBeacon, else fetch — with keepalive only while the page goes away,
@@ -156,16 +207,18 @@
       headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
     }).then((r) => {
       if (r.status >= 500 || r.status === 429 || r.status === 408) retry(items);
-      else backoff = 0; // accepted, or refused for good (4xx): trying again would not help
+      else backoff = retryAt = 0; // accepted, or refused for good (4xx): trying again would not help
     }, () => retry(items));
   };
 
-  /** Sends everything queued, split into requests of at most 100 events and 60 KB. */
-  const flush = () => {
+  /** Sends everything queued, split into requests of at most 100 events and 60 KB. While a
+   * failed request waits for its backoff, only a page going away (`force`) sends earlier. */
+  const flush = (force) => {
     clearTimeout(timer);
     timer = 0;
     if (!queue.length) return;
     if (!allowed()) { queue = []; return; } // consent withdrawn while a retry waited
+    if (force !== true && Date.now() < retryAt) { timer = setTimeout(flush, retryAt - Date.now()); return; }
     const items = queue;
     queue = [];
     let chunk = [], size = 0;
@@ -179,6 +232,9 @@
   };
 
   // --- forms ------------------------------------------------------------------------------------
+  /** Card fields (`autocomplete="cc-…"`) and passwords or one-time codes, whatever their type. */
+  const secretField = (el) => /(^|\s)(cc-|current-password|new-password|one-time-code)/.test(el.getAttribute('autocomplete') || '');
+
   /** `<form data-ember-identify>`: a form_submit with the email field and data-ember-trait fields. */
   const onSubmit = (e) => {
     const f = e.target;
@@ -188,13 +244,14 @@
     Array.from(f.elements).forEach((el) => {
       const type = el.type, trait = el.getAttribute('data-ember-trait');
       if (type === 'password' || type === 'file' || el.disabled || (type === 'radio' && !el.checked)) return;
+      if (secretField(el)) return trait != null && console.warn('ember: "' + trait + '" is a card or password field: never sent');
       const v = type === 'checkbox' ? el.checked : String(el.value || '').trim();
       if (trait === 'email' || (!trait && !email && (type === 'email' || el.name === 'email'))) email = v;
       else if (trait && v !== '') traits[trait] = type === 'number' && isFinite(v) ? Number(v) : v;
     });
     const id = f.getAttribute('data-ember-identify') || f.getAttribute('id') || f.getAttribute('name') || 'form';
-    send('form_submit', { form_id: id, path: loc.pathname, url: loc.href }, EMAIL.test(email) ? email : null, traits);
-    flush(); // the page is probably about to go
+    send('form_submit', { form_id: id, path: loc.pathname, url: cleanUrl(loc.href) }, EMAIL.test(email) ? email : null, traits);
+    flush(true); // the page is probably about to go
   };
 
   // --- public API -----------------------------------------------------------------------------
@@ -216,8 +273,11 @@
       }
       cfg = Object.assign({
         flushInterval: 5000, batchSize: 10, requireConsent: false, respectDoNotTrack: true,
-        spa: true, pageViews: true, forms: true, beacon: true,
+        spa: true, pageViews: true, forms: true, beacon: true, maxQueue: MAX_QUEUE,
       }, o);
+      if (!(cfg.maxQueue >= 1)) cfg.maxQueue = MAX_QUEUE; // never unbounded, whatever was given
+      // Touch cookies too large for the site's Cookie header (older versions, crafted links) go.
+      [FIRST, LAST].forEach((n) => rawCookie(n).length > MAX_COOKIE && setCookie(n, '', 0));
       if (allowed() && getCookie(AID)) setCookie(AID, getCookie(AID), YEAR); // keep a year from the last visit
       if (cfg.spa) {
         ['pushState', 'replaceState'].forEach((m) => {
@@ -230,8 +290,8 @@
         });
         w.addEventListener('popstate', () => cfg.pageViews && setTimeout(page, 0));
       }
-      d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && flush());
-      w.addEventListener('pagehide', () => { leaving = true; flush(); });
+      d.addEventListener('visibilitychange', () => d.visibilityState === 'hidden' && flush(true));
+      w.addEventListener('pagehide', () => { leaving = true; flush(true); });
       w.addEventListener('pageshow', (e) => {
         leaving = false;
         if (e.persisted && cfg.pageViews) { lastPage = null; page(); } // back from the bfcache: a view
@@ -274,9 +334,13 @@
     anonymousId() {
       return cfg ? anonymousId() : null;
     },
-    /** Sends what is queued now. */
+    /** Sends what is queued now (after the backoff, when the endpoint just failed). */
     flush() {
       flush();
+    },
+    /** `{queued, dropped}`: events waiting, and events dropped because the queue was full. */
+    stats() {
+      return { queued: queue.length, dropped };
     },
     /** Runs one queued call `[method, ...args]` (the form the loader snippet queues). */
     push(call) {
@@ -296,7 +360,8 @@
       endpoint: ds.endpoint, writeKey: ds.writeKey, cookieDomain: ds.cookieDomain,
       requireConsent: flag(ds.requireConsent), respectDoNotTrack: flag(ds.respectDoNotTrack),
       spa: flag(ds.spa), pageViews: flag(ds.pageViews), forms: flag(ds.forms), beacon: flag(ds.beacon),
-      flushInterval: num(ds.flushInterval), batchSize: num(ds.batchSize),
+      flushInterval: num(ds.flushInterval), batchSize: num(ds.batchSize), maxQueue: num(ds.maxQueue),
+      stripParams: ds.stripParams == null ? undefined : ds.stripParams.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean),
     };
     Object.keys(o).forEach((k) => o[k] === undefined && delete o[k]);
     api.init(o);

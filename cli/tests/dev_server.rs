@@ -413,7 +413,8 @@ async fn reports_over_http_match_ember_report_on_the_same_data() {
         assert_eq!(page.status().as_u16(), 200);
         assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let html = page.text().await.unwrap();
-        assert!(html.contains("/v1/reports/funnel") && html.contains("sessionStorage"));
+        assert!(html.contains("/v1/reports/funnel"));
+        assert!(!html.contains("Storage.setItem") && !html.contains("Storage.getItem"), "the admin key is kept in memory only");
         assert!(!html.contains("<script src") && !html.contains("<link"), "the page loads nothing from elsewhere");
         api_funnel = f;
     }
@@ -435,4 +436,94 @@ async fn reports_over_http_match_ember_report_on_the_same_data() {
         .expect("ember report runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("google/cpc") && text.contains("total"), "{text}");
+}
+
+/// The headers of one response class, checked against what every response must carry.
+fn assert_common_headers(what: &str, h: &reqwest::header::HeaderMap) {
+    let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert!(get("strict-transport-security").starts_with("max-age="), "{what}: HSTS on every response: {h:?}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}: {h:?}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}: {h:?}");
+    assert!(get("content-security-policy").contains("frame-ancestors 'none'"), "{what}: {h:?}");
+    assert!(!get("content-security-policy").contains("unsafe-inline"), "{what}: {h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_class_carries_security_headers() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = start(data.path(), free_port()).await;
+    let c = reqwest::Client::new();
+    let (s, b) = post(&dev.base, &json!({"event_id": "h-1", "type": "newsletter_subscribe", "email": "hedy@corp.example"}).to_string()).await;
+    assert_eq!(s, 202, "{b}");
+    let (_, lead) = get(&format!("{}/v1/leads?email=hedy@corp.example", dev.base)).await;
+    let id = lead["id"].as_str().unwrap().to_string();
+    let base = &dev.base;
+
+    // Admin JSON (answers, lists, reports, refusals): never cached anywhere.
+    let admin = [
+        format!("{base}/v1/leads?email=hedy@corp.example"),
+        format!("{base}/v1/leads/{id}"),
+        format!("{base}/v1/leads/{id}/timeline"),
+        format!("{base}/v1/reports/funnel"),
+        format!("{base}/v1/reports/campaigns"),
+        format!("{base}/v1/reports/quality"),
+    ];
+    for url in &admin {
+        let (s, h, b) = send(c.get(url).bearer_auth(ADMIN_KEY)).await;
+        assert_eq!(s, 200, "{url}: {b}");
+        assert_common_headers(url, &h);
+        assert_eq!(h["cache-control"], "no-store", "{url}");
+        let (s, h, _) = send(c.get(url)).await;
+        assert_eq!(s, 401, "{url}");
+        assert_common_headers(url, &h);
+        assert_eq!(h["cache-control"], "no-store", "{url}: a refusal is not cached either");
+    }
+    let (s, h, _) = send(c.get(format!("{base}/v1/leads/nope")).bearer_auth(ADMIN_KEY)).await;
+    assert_eq!((s, h["cache-control"].to_str().unwrap()), (404, "no-store"));
+
+    // Admin routes answer no cross-origin preflight, even from the site's own origin.
+    let (s, h, _) = send(c.request(reqwest::Method::OPTIONS, format!("{base}/v1/leads/{id}")).header("origin", SITE)
+        .header("access-control-request-method", "DELETE").header("access-control-request-headers", "authorization")).await;
+    assert!(s >= 400 && h.get("access-control-allow-origin").is_none(), "admin CORS: {s} {h:?}");
+    assert_common_headers("admin preflight", &h);
+
+    // Ingest and its preflight.
+    let events = format!("{base}/v1/events");
+    let (s, h, _) = send(c.post(&events).bearer_auth(WRITE_KEY).header("content-type", "application/json")
+        .body(json!({"event_id": "h-2", "type": "page_view", "anonymous_id": "cookie-h"}).to_string())).await;
+    assert_eq!(s, 202);
+    assert_common_headers("ingest", &h);
+    assert_eq!(h["cache-control"], "no-store");
+    let (s, h, _) = send(c.request(reqwest::Method::OPTIONS, &events).header("origin", SITE)
+        .header("access-control-request-method", "POST")).await;
+    assert_eq!(s, 204);
+    assert_common_headers("ingest preflight", &h);
+
+    // The unsubscribe pages: never framed (clickjacking a one-click button).
+    let token = ember_service::signing::unsubscribe_token(UNSUBSCRIBE_SECRET.as_bytes(), &id);
+    for (what, req) in [
+        ("unsubscribe page", c.get(format!("{base}/v1/unsubscribe?token={token}"))),
+        ("invalid link page", c.get(format!("{base}/v1/unsubscribe?token=nope"))),
+    ] {
+        let (_, h, page) = send(req).await;
+        assert_common_headers(what, &h);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("style-src 'sha256-") && csp.contains("default-src 'none'"), "{what}: {csp}");
+        assert!(page.contains("<style>"), "{page}");
+    }
+
+    // The dashboard: its inline script and style by hash, nothing else.
+    let (s, h, _) = send(c.get(format!("{base}/dashboard"))).await;
+    assert_eq!(s, 200);
+    assert_common_headers("dashboard", &h);
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'sha256-") && csp.contains("style-src 'sha256-"), "{csp}");
+    assert_eq!(h["cache-control"], "no-store");
+
+    // Public files, health, unknown routes.
+    for (path, status) in [("/v1/ember.js", 200), ("/v1/openapi.yaml", 200), ("/healthz", 200), ("/nowhere", 404)] {
+        let (s, h, _) = send(c.get(format!("{base}{path}"))).await;
+        assert_eq!(s, status, "{path}");
+        assert_common_headers(path, &h);
+    }
 }

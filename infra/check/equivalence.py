@@ -1,7 +1,9 @@
 """Checks that the CDK app synthesises the stack of the SAM template: the same parameters
 (names, types, defaults, allowed values), table (keys, indexes, TTL, recovery, encryption),
-schedules (expressions and inputs), rules (event patterns), queues and alarms, and, per function,
-the same IAM actions, timeout and environment variable names. Run by scripts/infra-check.
+schedules (expressions and inputs), rules (event patterns), queues (and their encryption,
+retention and receive restriction) and alarms, no gateway CORS and a throttle of its own for
+ingest, and, per function, the same IAM actions, secrets read, reserved concurrency, timeout and
+environment variable names. Run by scripts/infra-check.
 
 usage: python equivalence.py infra/template.yaml cdk.out/ember.template.json
 """
@@ -99,6 +101,32 @@ def main(sam_path, cdk_path):
                  "AWS::SES::ConfigurationSet", "AWS::SES::ConfigurationSetEventDestination", "AWS::SNS::Topic"):
         same(f"number of {kind}", len(by_type(sr, kind)), len(by_type(cr, kind)))
 
+    def queues(rs):
+        out = []
+        for v in by_type(rs, "AWS::SQS::Queue").values():
+            p = v["Properties"]
+            out.append((bool(p.get("KmsMasterKeyId")), json.dumps(p.get("MessageRetentionPeriod"))))
+        return sorted(out)
+
+    same("dead-letter queues (KMS key, retention)", queues(sr), queues(cr))
+
+    def receive_denied(rs):
+        out = 0
+        for v in by_type(rs, "AWS::SQS::QueuePolicy").values():
+            for st in v["Properties"]["PolicyDocument"]["Statement"]:
+                if st["Effect"] == "Deny" and st["Action"] in ("sqs:ReceiveMessage", ["sqs:ReceiveMessage"]) and "ArnNotEquals" in st.get("Condition", {}):
+                    out += 1
+        return out
+
+    same("queues whose receive is restricted", receive_denied(sr), receive_denied(cr))
+    if receive_denied(sr) != len(by_type(sr, "AWS::SQS::Queue")):
+        problems.append("every dead-letter queue must deny sqs:ReceiveMessage to all but the replay roles")
+    sam_api = named(sr, "AWS::Serverless::HttpApi", "HttpApi")["Properties"]
+    cdk_api = named(cr, "AWS::ApiGatewayV2::Api", "HttpApi")["Properties"]
+    same("gateway CORS (the application answers CORS)", "CorsConfiguration" in sam_api, "CorsConfiguration" in cdk_api)
+    cdk_stage = named(cr, "AWS::ApiGatewayV2::Stage", "HttpApiDefaultStage")["Properties"]
+    same("routes with their own throttle", sorted(sam_api.get("RouteSettings", {})), sorted(cdk_stage.get("RouteSettings", {})))
+
     for fn in FUNCTIONS:
         sf = named(sr, "AWS::Serverless::Function", fn + "Function")["Properties"]
         cf = named(cr, "AWS::Lambda::Function", fn + "Function")["Properties"]
@@ -109,6 +137,19 @@ def main(sam_path, cdk_path):
         ca = actions([named(cr, "AWS::IAM::Policy", fn + "Policy")["Properties"]["PolicyDocument"]])
         same(f"{fn} IAM actions", sorted(sa), sorted(ca))
         same(f"{fn} dead-letter queue", "DeadLetterQueue" in sf, "DeadLetterConfig" in cf)
+        same(f"{fn} reserved concurrency", "ReservedConcurrentExecutions" in sf, "ReservedConcurrentExecutions" in cf)
+
+        def secrets_read(docs):
+            out = set()
+            for doc in docs:
+                for st in doc["Statement"]:
+                    if st["Action"] == "secretsmanager:GetSecretValue":
+                        res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                        out |= {json.dumps(r, sort_keys=True).split("Create")[1].split("Secret")[0] for r in res}
+            return sorted(out)
+
+        same(f"{fn} secrets read", secrets_read([p["PolicyDocument"] for p in named(sr, "AWS::IAM::Role", fn + "Role")["Properties"]["Policies"]]),
+             secrets_read([named(cr, "AWS::IAM::Policy", fn + "Policy")["Properties"]["PolicyDocument"]]))
 
     if problems:
         print("\n".join(problems))

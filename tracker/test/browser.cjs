@@ -207,6 +207,8 @@ async function testVisitorBecomesOneLead(browser) {
   await page.fill('input[name=company_size]', '250');
   await page.fill('input[name=phone]', '+33 6 00 00 00 00');
   await page.fill('input[name=password]', `secret-${run}`);
+  await page.fill('input[name=card]', '4111 1111 1111 1111');
+  await page.fill('input[name=login_code]', '862451');
   await page.check('input[name=optin]');
   await Promise.all([page.waitForURL(`${SITE}/thanks`), page.click('#send')]);
   await page.waitForSelector('#thanks');
@@ -240,6 +242,7 @@ async function testVisitorBecomesOneLead(browser) {
   const text = JSON.stringify(v.sent);
   assert.ok(!text.includes(`secret-${run}`) && !text.includes('password'), 'password fields are never sent');
   assert.ok(!text.includes('+33 6'), 'unmapped fields are never sent');
+  assert.ok(!text.includes('4111') && !text.includes('862451'), 'card fields and one-time codes are never sent, even marked');
   log(`visitor: ${evs.length} events in ${v.sent.length} requests (${[...new Set(v.requested.map((s) => s.kind))].join(', ')})`);
 
   // What Ember made of it: one lead, reached by the email and by the cookie id.
@@ -465,6 +468,86 @@ async function testSplitting(browser) {
   log(`PASS 250 events split into requests of ${sizes.join(' + ')} events, all stored`);
 }
 
+async function testCookiesStayBounded(browser) {
+  // A crafted link: long UTM values, some of them multi-byte (each é is 6 bytes once encoded).
+  attrs = 'data-flush-interval="200"';
+  const v = await newVisitor(browser);
+  const long = (c, n) => encodeURIComponent(c.repeat(n));
+  await v.context.addCookies([{ name: 'ember_lt', value: 'x'.repeat(3000), url: SITE }]); // left by an older version
+  const page = await v.context.newPage();
+  await page.goto(`${SITE}/?utm_source=${long('é', 400)}&utm_medium=${long('"', 400)}&utm_campaign=${long('c', 400)}` +
+    `&utm_term=${long('t', 400)}&utm_content=${long('<', 400)}`);
+  await waitFor('the page view', () => v.events().length >= 1);
+  const jar = await v.context.cookies(SITE);
+  const sizes = Object.fromEntries(jar.map((c) => [c.name, c.name.length + 1 + c.value.length]));
+  for (const n of ['ember_ft', 'ember_lt']) {
+    assert.ok(sizes[n], `${n} is set: ${JSON.stringify(sizes)}`);
+    assert.ok(sizes[n] <= 1100, `${n} holds at most ~1 KB: ${sizes[n]} B`);
+  }
+  const total = Object.values(sizes).reduce((a, b) => a + b, 0);
+  assert.ok(total <= 2400, `Ember's cookies add at most ~2.4 KB to the Cookie header: ${total} B`);
+  const utm = v.events()[0].context.utm;
+  assert.ok(utm.source.startsWith('é') && Array.from(utm.source).length <= 100, `utm_source kept, shortened: ${utm.source.length}`);
+  assert.ok(Array.from(utm.campaign).length <= 100);
+  await v.context.close();
+  log(`PASS a crafted UTM link stores ${total} B of cookies (ember_ft ${sizes.ember_ft} B, ember_lt ${sizes.ember_lt} B); an oversized old cookie is replaced`);
+}
+
+async function testUrlsCarryNoSecrets(browser) {
+  attrs = 'data-flush-interval="200"';
+  const v = await newVisitor(browser);
+  const page = await v.context.newPage();
+  await page.goto(`${SITE}/?token=magic-${run}&page=2&code=oauth-${run}&access_token=at-${run}&X-Amz-Signature=sig-${run}` +
+    `&sessionId=s-${run}#id_token=frag-${run}`, { referer: `http://idp.example/callback?code=ref-${run}&lang=en#state=frag2-${run}` });
+  await waitFor('the page view', () => v.events().length >= 1);
+  const ev = v.events()[0];
+  assert.equal(ev.properties.url, `${SITE}/?page=2`, 'fragment and secret-looking parameters dropped');
+  assert.equal(ev.context.referrer, 'http://idp.example/callback?lang=en', 'the referrer is cleaned the same way');
+  const cookies = JSON.stringify(await v.context.cookies(SITE));
+  const sent = JSON.stringify(v.sent);
+  for (const secret of ['magic', 'oauth', 'at', 'sig', 's', 'frag', 'ref', 'frag2']) {
+    assert.ok(!sent.includes(`${secret}-${run}`) && !cookies.includes(`${secret}-${run}`), `${secret}-… is neither sent nor stored`);
+  }
+  await v.context.close();
+
+  // The list is configurable: `data-strip-params` replaces it.
+  attrs = 'data-flush-interval="200" data-strip-params="page, ref"';
+  const w = await newVisitor(browser);
+  const p2 = await w.context.newPage();
+  await p2.goto(`${SITE}/?page=2&ref=x&code=kept`);
+  await waitFor('the page view', () => w.events().length >= 1);
+  assert.equal(w.events()[0].properties.url, `${SITE}/?code=kept`);
+  await w.context.close();
+  log('PASS page URLs and referrers are sent without #fragment and secret-looking parameters (configurable)');
+}
+
+async function testBackoffAndBoundedQueue(browser) {
+  // The endpoint fails every time; the tracker must wait out its backoff and keep at most maxQueue events.
+  attrs = 'data-beacon="false" data-flush-interval="200" data-batch-size="10" data-max-queue="50"';
+  const v = await newVisitor(browser);
+  await v.context.route(`${endpoint}/v1/events`, (route) =>
+    route.fulfill({ status: 503, headers: { 'Access-Control-Allow-Origin': '*' }, body: '{}' }));
+  const page = await v.context.newPage();
+  await page.goto(`${SITE}/`);
+  await waitFor('the first (failing) request', () => v.requested.length >= 1);
+  await sleep(300); // its 503 has arrived: the tracker now waits 2 s
+  await page.evaluate(() => { for (let i = 0; i < 200; i++) window.ember.track('cta_click', { cta: `n-${i}` }); });
+  await sleep(1000);
+  assert.equal(v.requested.length, 1, `nothing is sent during the backoff, whatever the batch size: ${v.requested.length} requests`);
+  assert.deepEqual(await page.evaluate(() => window.ember.stats()), { queued: 50, dropped: 151 }, 'the queue keeps the newest 50 events');
+  await waitFor('the retry after the backoff', () => v.requested.length >= 2, 4000);
+  const second = v.requested[1].body.batch;
+  assert.equal(second.length, 50);
+  assert.deepEqual([second[0].properties.cta, second[49].properties.cta], ['n-150', 'n-199'], 'the oldest were dropped');
+  await sleep(2500); // the next backoff is 4 s
+  assert.equal(v.requested.length, 2, `the backoff doubles: ${v.requested.length} requests`);
+  const sends = {};
+  for (const r of v.requested) for (const e of r.body.batch) sends[e.event_id] = (sends[e.event_id] || 0) + 1;
+  assert.ok(Object.values(sends).every((n) => n <= 2), 'no event sent more often than the attempts so far');
+  await v.context.close();
+  log('PASS a failing endpoint gets 2 requests in 4 s (backoff honoured at batch size), the queue stays at 50 (151 dropped, counted)');
+}
+
 (async () => {
   const site = await startSite();
   const tap = await startTap();
@@ -477,13 +560,23 @@ async function testSplitting(browser) {
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
         '--disable-component-update', '--disable-sync'],
     });
-    await testVisitorBecomesOneLead(browser);
-    await testApi(browser);
-    await testDoNotTrack(browser);
-    await testConsent(browser);
-    await testFirstTouch(browser);
-    await testRetryAndFallbacks(browser);
-    await testSplitting(browser);
+    const tests = [testVisitorBecomesOneLead, testApi, testDoNotTrack, testConsent, testFirstTouch, testRetryAndFallbacks,
+      testSplitting, testCookiesStayBounded, testUrlsCarryNoSecrets, testBackoffAndBoundedQueue];
+    // BROWSER_TESTS=name,name runs only those (e.g. testBackoffAndBoundedQueue).
+    const only = (process.env.BROWSER_TESTS || '').split(',').map((t) => t.trim()).filter(Boolean);
+    const unknown = only.filter((n) => !tests.some((t) => t.name === n));
+    if (unknown.length) throw new Error(`BROWSER_TESTS names no test: ${unknown.join(', ')}`);
+    const failed = [];
+    for (const t of tests.filter((t) => !only.length || only.includes(t.name))) {
+      try {
+        await t(browser);
+      } catch (e) {
+        console.error(`browser-test: FAIL ${t.name}:`, e && e.stack ? e.stack : e);
+        failed.push(t.name);
+        attrs = ''; bareTag = false;
+      }
+    }
+    if (failed.length) throw new Error(`${failed.length} test(s) failed: ${failed.join(', ')}`);
     log('all browser tests passed');
   } catch (e) {
     console.error('browser-test: FAILED:', e && e.stack ? e.stack : e);

@@ -55,34 +55,55 @@ export class EmberStack extends cdk.Stack {
 
     // ---------------------------------------------------------------------------------------
     // Parameters: the same names and meanings as the SAM template.
-    const allowedOrigins = new cdk.CfnParameter(this, 'AllowedOrigins', {
-      type: 'CommaDelimitedList',
-      default: 'https://www.example.com',
-      description: 'Browser origins allowed to call the API (CORS), comma-separated.',
+    const ingestThrottleRate = new cdk.CfnParameter(this, 'IngestThrottleRateLimit', {
+      type: 'Number', default: 200, minValue: 1,
+      description: 'Steady-state requests per second on POST /v1/events (ingest). Origins are the write keys\' own; the application answers CORS.',
+    });
+    const ingestThrottleBurst = new cdk.CfnParameter(this, 'IngestThrottleBurstLimit', {
+      type: 'Number', default: 400, minValue: 1,
+      description: 'Burst of requests above the steady rate on POST /v1/events.',
     });
     const throttleRate = new cdk.CfnParameter(this, 'ThrottleRateLimit', {
-      type: 'Number', default: 200, minValue: 1,
-      description: 'Steady-state requests per second the HTTP API accepts (every route).',
+      type: 'Number', default: 50, minValue: 1,
+      description: 'Steady-state requests per second on every other route (admin, CRM feedback, unsubscribe, dashboard).',
     });
     const throttleBurst = new cdk.CfnParameter(this, 'ThrottleBurstLimit', {
-      type: 'Number', default: 400, minValue: 1,
-      description: 'Burst of requests the HTTP API accepts above the steady rate.',
+      type: 'Number', default: 100, minValue: 1,
+      description: 'Burst of requests above the steady rate on every route but ingest.',
     });
     const publicUrl = new cdk.CfnParameter(this, 'PublicUrl', {
       type: 'String', default: '', allowedPattern: '^(https://[^\\s/]+(/[^\\s]*)?)?$',
       description: 'Base URL of the API as recipients see it (custom domain), for unsubscribe links. Empty: the execute-api endpoint.',
     });
-    const existingSecretArn = new cdk.CfnParameter(this, 'ExistingSecretArn', {
+    // One secret per consumer (shared/aws/src/settings.rs): each role reads only its own.
+    const secretParam = (id: string, what: string) => new cdk.CfnParameter(this, id, {
       type: 'String', default: '', allowedPattern: '^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+)?$',
-      description: 'Secrets Manager secret (JSON name -> string) with Ember keys and webhook secrets. Empty: the stack creates one.',
+      description: `Secrets Manager secret (JSON name -> string) with ${what}. Empty: the stack creates one.`,
     });
+    const keysSecretArn = secretParam('KeysSecretArn', 'EMBER_WRITE_KEYS and EMBER_ADMIN_KEYS (ingest, api)');
+    const crmSecretArn = secretParam('CrmSecretArn', 'EMBER_CRM_SECRET (api)');
+    const webhooksSecretArn = secretParam('WebhooksSecretArn', 'the model\'s webhook ${VAR} values (handoff)');
+    const unsubscribeSecretArn = secretParam('UnsubscribeSecretArn', 'EMBER_UNSUBSCRIBE_SECRET (every function)');
     const modelPath = new cdk.CfnParameter(this, 'ModelPath', {
       type: 'String', default: '/opt/ember/model.yaml', allowedPattern: '^/.+',
       description: 'Where the functions read the model (the model layer puts it at /opt/ember/model.yaml).',
     });
     const sesIdentity = new cdk.CfnParameter(this, 'SesIdentity', {
-      type: 'String', default: '*', allowedPattern: '^[^\\s]+$',
-      description: 'SES identity (domain or address) the drip function may send from. "*" in the SES sandbox.',
+      type: 'String', allowedPattern: '^([^\\s@*/]+@)?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$',
+      constraintDescription: 'a verified SES domain (example.com) or address (news@example.com); never "*"',
+      description: 'SES identity (domain or address) the drip function may send from. Required, never "*".',
+    });
+    const reserved = (title: string, dflt: number) => new cdk.CfnParameter(this, `${title}ReservedConcurrency`, {
+      type: 'Number', default: dflt, minValue: 0,
+      description: `Concurrent executions reserved for (and capping) ${title.toLowerCase()}. 0: no reservation.`,
+    });
+    const reservations: Record<string, cdk.CfnParameter> = {
+      Ingest: reserved('Ingest', 50), Api: reserved('Api', 10), Decay: reserved('Decay', 1),
+      Drip: reserved('Drip', 2), Feedback: reserved('Feedback', 5), Handoff: reserved('Handoff', 5),
+    };
+    const deadLetterRetention = new cdk.CfnParameter(this, 'DeadLetterRetentionSeconds', {
+      type: 'Number', default: 345600, minValue: 60, maxValue: 1209600,
+      description: 'Seconds the dead-letter queues keep a message (default 4 days, at most 14).',
     });
     const memory = new cdk.CfnParameter(this, 'FunctionMemory', {
       type: 'Number', default: '256', allowedValues: ['128', '256', '512', '1024', '2048'],
@@ -98,8 +119,8 @@ export class EmberStack extends cdk.Stack {
       description: 'Address subscribed to the alarm topic. Empty for none.',
     });
 
-    const createSecret = new cdk.CfnCondition(this, 'CreateSecret', {
-      expression: cdk.Fn.conditionEquals(existingSecretArn.valueAsString, ''),
+    const unless = (id: string, p: cdk.CfnParameter) => new cdk.CfnCondition(this, id, {
+      expression: cdk.Fn.conditionEquals(p.valueAsString, ''),
     });
     const hasPublicUrl = new cdk.CfnCondition(this, 'HasPublicUrl', {
       expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(publicUrl.valueAsString, '')),
@@ -109,18 +130,28 @@ export class EmberStack extends cdk.Stack {
     });
 
     // ---------------------------------------------------------------------------------------
-    // Secret: keys, webhook secrets, unsubscribe secret (never template parameters).
-    const secret = new secretsmanager.CfnSecret(this, 'Secret', {
-      description: 'Ember settings (JSON object of name -> string). Add EMBER_WRITE_KEYS, EMBER_ADMIN_KEYS, EMBER_CRM_SECRET and the model\'s webhook variables.',
-      generateSecretString: {
-        secretStringTemplate: '{}',
-        generateStringKey: 'EMBER_UNSUBSCRIBE_SECRET',
-        passwordLength: 48,
-        excludePunctuation: true,
-      },
-    });
-    secret.cfnOptions.condition = createSecret;
-    const secretArn = cdk.Fn.conditionIf(createSecret.logicalId, secret.ref, existingSecretArn.valueAsString).toString();
+    // Secrets, one per consumer (never template parameters). `Secret` keeps its logical id from
+    // the single-secret stacks (updating one keeps its contents) and holds the unsubscribe secret.
+    const makeSecret = (id: string, param: cdk.CfnParameter, description: string,
+      generate?: secretsmanager.CfnSecret.GenerateSecretStringProperty): string => {
+      const condition = unless(`Create${id === 'Secret' ? 'Unsubscribe' : id.replace(/Secret$/, '')}Secret`, param);
+      const s = new secretsmanager.CfnSecret(this, id, generate
+        ? { description, generateSecretString: generate }
+        : { description, secretString: '{}' });
+      s.cfnOptions.condition = condition;
+      s.cfnOptions.deletionPolicy = cdk.CfnDeletionPolicy.RETAIN;
+      s.cfnOptions.updateReplacePolicy = cdk.CfnDeletionPolicy.RETAIN;
+      acknowledge(s, {
+        'AwsSolutions-SMG4': 'Rotation would break what the secret holds: API key hashes and webhook secrets shared with the CRM are rotated by their owners (several keys may be valid at once), not by a Lambda rotation function.',
+      });
+      return cdk.Fn.conditionIf(condition.logicalId, s.ref, param.valueAsString).toString();
+    };
+    const unsubscribeSecret = makeSecret('Secret', unsubscribeSecretArn,
+      'Ember unsubscribe secret (EMBER_UNSUBSCRIBE_SECRET, generated), read by every function.',
+      { secretStringTemplate: '{}', generateStringKey: 'EMBER_UNSUBSCRIBE_SECRET', passwordLength: 48, excludePunctuation: true });
+    const keysSecret = makeSecret('KeysSecret', keysSecretArn, 'Ember API keys (EMBER_WRITE_KEYS, EMBER_ADMIN_KEYS; hashes), read by ingest and api.');
+    const crmSecret = makeSecret('CrmSecret', crmSecretArn, 'Ember CRM feedback secret (EMBER_CRM_SECRET), read by api.');
+    const webhooksSecret = makeSecret('WebhooksSecret', webhooksSecretArn, 'Ember webhook settings (the model\'s ${VAR} URLs and whsec_ secrets), read by handoff.');
 
     // ---------------------------------------------------------------------------------------
     // DynamoDB: the single table (shared/aws/src/table.rs creates the same one locally).
@@ -144,20 +175,49 @@ export class EmberStack extends cdk.Stack {
     }
 
     // ---------------------------------------------------------------------------------------
-    // Dead letters.
-    const failedEvents = new sqs.Queue(this, 'FailedEventsQueue', {
-      retentionPeriod: cdk.Duration.days(14),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
+    // Dead letters. They may hold lead data: a customer-managed key, a short retention, and
+    // only the replay role (and handoff) may receive, whatever other IAM policies say.
+    const deadLetterKey = new kms.Key(this, 'DeadLetterKey', {
+      description: 'Ember dead-letter queues (encryption at rest).',
+      enableKeyRotation: true,
+    });
+    deadLetterKey.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'EventBridgeDeadLetters',
+      principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+    }));
+    const deadLetterQueue = (id: string) => new sqs.Queue(this, id, {
+      retentionPeriod: cdk.Duration.seconds(deadLetterRetention.valueAsNumber),
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: deadLetterKey,
+      dataKeyReuse: cdk.Duration.hours(1),
       enforceSSL: true,
     });
-    const webhookDlq = new sqs.Queue(this, 'WebhookDeadLetterQueue', {
-      retentionPeriod: cdk.Duration.days(14),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-    });
+    const failedEvents = deadLetterQueue('FailedEventsQueue');
+    const webhookDlq = deadLetterQueue('WebhookDeadLetterQueue');
     for (const q of [failedEvents, webhookDlq]) {
       acknowledge(q, { 'AwsSolutions-SQS3': 'This queue is itself a dead-letter queue; its depth raises an alarm.' });
     }
+    const deadLetterKms = new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [deadLetterKey.keyArn] });
+    const deadLetterReader = new iam.Role(this, 'DeadLetterReaderRole', {
+      description: 'Reads and replays Ember\'s dead letters (`ember webhooks replay`); the only role the queues let receive.',
+      assumedBy: new iam.AccountRootPrincipal(),
+      inlinePolicies: {
+        replay: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:SendMessage'],
+              resources: [webhookDlq.queueArn, failedEvents.queueArn],
+            }),
+            deadLetterKms,
+            // Replayed webhooks are signed with the webhooks' secrets.
+            new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [webhooksSecret] }),
+          ],
+        }),
+      },
+    });
 
     // ---------------------------------------------------------------------------------------
     // Events, SES.
@@ -186,21 +246,14 @@ export class EmberStack extends cdk.Stack {
 
     // ---------------------------------------------------------------------------------------
     // HTTP API.
-    const httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
-      createDefaultStage: false,
-      corsPreflight: {
-        allowOrigins: allowedOrigins.valueAsList,
-        allowMethods: [apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.DELETE,
-          apigwv2.CorsHttpMethod.OPTIONS],
-        allowHeaders: ['authorization', 'content-type'],
-        maxAge: cdk.Duration.minutes(10),
-      },
-    });
+    // No gateway CORS: the application answers CORS itself, for ingest only and for the write
+    // keys' own origins (as `ember dev` does), so no admin route answers a browser preflight.
+    const httpApi = new apigwv2.HttpApi(this, 'HttpApi', { createDefaultStage: false });
     const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
       logGroupName: `/ember/${this.stackName}/http-api`,
       retention: retention.valueAsNumber as logs.RetentionDays,
     });
-    httpApi.addStage('DefaultStage', {
+    const stage = httpApi.addStage('DefaultStage', {
       stageName: '$default',
       autoDeploy: true,
       throttle: { rateLimit: throttleRate.valueAsNumber, burstLimit: throttleBurst.valueAsNumber },
@@ -232,7 +285,10 @@ export class EmberStack extends cdk.Stack {
     const fn = (name: string, opts: {
       description: string; timeout: number; linkUrl: string; async: boolean;
       statements: iam.PolicyStatement[]; environment?: Record<string, string>;
+      /** The secrets it reads besides the unsubscribe secret, each under its variable. */
+      secrets?: Record<string, string>;
     }): lambda.Function => {
+      const secrets: Record<string, string> = { EMBER_UNSUBSCRIBE_SECRET_ARN: unsubscribeSecret, ...opts.secrets };
       const title = name.charAt(0).toUpperCase() + name.slice(1);
       const logGroup = new logs.LogGroup(this, `${title}Logs`, {
         logGroupName: `/ember/${this.stackName}/${name}`,
@@ -243,9 +299,10 @@ export class EmberStack extends cdk.Stack {
         roles: [role],
         statements: [
           new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
-          new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secretArn] }),
+          // Only the secrets this function reads.
+          new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: Object.values(secrets) }),
           ...opts.statements,
-          ...(opts.async ? [new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [failedEvents.queueArn] })] : []),
+          ...(opts.async ? [new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [failedEvents.queueArn] }), deadLetterKms] : []),
         ],
       });
       const f = new lambda.Function(this, `${title}Function`, {
@@ -266,18 +323,25 @@ export class EmberStack extends cdk.Stack {
           EMBER_TABLE: table.tableName,
           EMBER_BUS: bus.eventBusName,
           EMBER_SES_CONFIGURATION_SET: configurationSet.configurationSetName,
-          EMBER_SECRETS_ARN: secretArn,
           EMBER_PUBLIC_URL: opts.linkUrl,
           RUST_LOG: 'info',
+          ...secrets,
           ...opts.environment,
         },
       });
       f.node.addDependency(policy);
+      // Reserved concurrency from the parameter; 0 leaves the function unreserved.
+      const reservation = reservations[title];
+      const isReserved = new cdk.CfnCondition(this, `${title}Reserved`, {
+        expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(reservation.valueAsNumber, 0)),
+      });
+      (f.node.defaultChild as lambda.CfnFunction).addPropertyOverride('ReservedConcurrentExecutions',
+        cdk.Fn.conditionIf(isReserved.logicalId, reservation.valueAsNumber, cdk.Aws.NO_VALUE));
       acknowledge(f, {
         'AwsSolutions-L1': 'provided.al2023 is the latest OS-only runtime; Rust needs no language runtime.',
       });
       acknowledge(policy, {
-        'AwsSolutions-IAM5': 'Wildcards are only the log streams of this function\'s own log group (log-group:NAME:*), the due indexes of Ember\'s table, and in the SES sandbox the recipient identities (SesIdentity "*").',
+        'AwsSolutions-IAM5': 'Wildcards are only the log streams of this function\'s own log group (log-group:NAME:*) and the due indexes of Ember\'s table.',
       });
       for (const [metric, what] of [['Errors', 'errors'], ['Throttles', 'throttled']]) {
         new cloudwatch.Alarm(this, `${title}${metric}Alarm`, {
@@ -307,10 +371,11 @@ export class EmberStack extends cdk.Stack {
 
     const ingest = fn('ingest', {
       description: 'Ember ingest (POST /v1/events).', timeout: 29, linkUrl: publicUrl.valueAsString, async: false,
-      statements: [tableCommits, putEvents],
+      statements: [tableCommits, putEvents], secrets: { EMBER_KEYS_SECRET_ARN: keysSecret },
     });
     const api = fn('api', {
       description: 'Ember API (every route but POST /v1/events).', timeout: 29, linkUrl: publicUrl.valueAsString, async: false,
+      secrets: { EMBER_KEYS_SECRET_ARN: keysSecret, EMBER_CRM_SECRET_ARN: crmSecret },
       statements: [
         // Reads, CRM feedback commits, erasure (batch reads and deletes), reports (scan).
         new iam.PolicyStatement({
@@ -343,14 +408,22 @@ export class EmberStack extends cdk.Stack {
     const handoff = fn('handoff', {
       description: 'Ember handoff (domain messages to signed CRM webhooks).', timeout: 120, linkUrl, async: true,
       statements: [new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [webhookDlq.queueArn] })],
-      environment: { EMBER_DLQ_URL: webhookDlq.queueUrl },
+      environment: { EMBER_DLQ_URL: webhookDlq.queueUrl }, secrets: { EMBER_WEBHOOKS_SECRET_ARN: webhooksSecret },
     });
 
-    // Routes: POST /v1/events -> ingest, everything else -> api ($default).
-    httpApi.addRoutes({
+    // Routes: POST /v1/events -> ingest, everything else -> api ($default); ingest has its own
+    // throttle, so a flood of events leaves the other routes theirs.
+    const ingestRoutes = httpApi.addRoutes({
       path: '/v1/events', methods: [apigwv2.HttpMethod.POST],
       integration: new HttpLambdaIntegration('IngestIntegration', ingest),
     });
+    const cfnStage = stage.node.defaultChild as apigwv2.CfnStage;
+    cfnStage.addPropertyOverride('RouteSettings', {
+      'POST /v1/events': {
+        ThrottlingRateLimit: ingestThrottleRate.valueAsNumber, ThrottlingBurstLimit: ingestThrottleBurst.valueAsNumber,
+      },
+    });
+    for (const r of ingestRoutes) stage.node.addDependency(r);
     const defaultRoute = new apigwv2.HttpRoute(this, 'DefaultRoute', {
       httpApi, routeKey: apigwv2.HttpRouteKey.DEFAULT,
       integration: new HttpLambdaIntegration('ApiIntegration', api),
@@ -394,6 +467,7 @@ export class EmberStack extends cdk.Stack {
           statements: [
             new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [decay.functionArn, drip.functionArn] }),
             new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [failedEvents.queueArn] }),
+            deadLetterKms,
           ],
         }),
       },
@@ -430,12 +504,21 @@ export class EmberStack extends cdk.Stack {
     depthAlarm('FailedEventsAlarm', failedEvents, 'Ember events or invocations failed for good (FailedEventsQueue is not empty).');
     depthAlarm('WebhookDeadLettersAlarm', webhookDlq, 'CRM webhooks failed for good; replay with `ember webhooks replay` once the CRM answers.');
 
+    // Only the replay role (and handoff) may receive dead letters.
+    for (const q of [failedEvents, webhookDlq]) {
+      q.addToResourcePolicy(new iam.PolicyStatement({
+        sid: 'OnlyTheReplayRolesReceive',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:ReceiveMessage'],
+        resources: [q.queueArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': [deadLetterReader.roleArn, handoff.role!.roleArn] } },
+      }));
+    }
+
     acknowledge(this, {
-      'CloudFormation-Validate::W1001': 'The outputs\' Fn::If picks the Secret only under its own condition (CreateSecret).',
-      'CloudFormation-Validate::W2509': 'ExistingSecretArn is the ARN of a secret, not a secret: it shows in the console like any ARN.',
-    });
-    acknowledge(secret, {
-      'AwsSolutions-SMG4': 'Rotation would break what the secret holds: API key hashes and webhook secrets shared with the CRM are rotated by their owners (several keys may be valid at once), not by a Lambda rotation function.',
+      'CloudFormation-Validate::W1001': 'The outputs\' Fn::If picks each secret only under its own condition (Create*Secret).',
+      'CloudFormation-Validate::W2509': 'The *SecretArn parameters are ARNs of secrets, not secrets: they show in the console like any ARN.',
     });
 
     // ---------------------------------------------------------------------------------------
@@ -443,7 +526,11 @@ export class EmberStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'TableName', { value: table.tableName });
     new cdk.CfnOutput(this, 'BusName', { value: bus.eventBusName });
     new cdk.CfnOutput(this, 'ConfigurationSetName', { value: configurationSet.configurationSetName });
-    new cdk.CfnOutput(this, 'SecretArn', { value: secretArn });
+    new cdk.CfnOutput(this, 'KeysSecretId', { value: keysSecret, description: 'Secret with EMBER_WRITE_KEYS and EMBER_ADMIN_KEYS (ingest, api).' });
+    new cdk.CfnOutput(this, 'CrmSecretId', { value: crmSecret, description: 'Secret with EMBER_CRM_SECRET (api).' });
+    new cdk.CfnOutput(this, 'WebhooksSecretId', { value: webhooksSecret, description: 'Secret with the model\'s webhook variables (handoff, replay).' });
+    new cdk.CfnOutput(this, 'UnsubscribeSecretId', { value: unsubscribeSecret, description: 'Secret with EMBER_UNSUBSCRIBE_SECRET (every function).' });
+    new cdk.CfnOutput(this, 'DeadLetterReaderRoleArn', { value: deadLetterReader.roleArn, description: 'The only role that may receive dead letters (assume it to run `ember webhooks replay`).' });
     new cdk.CfnOutput(this, 'WebhookDeadLetterQueueUrl', { value: webhookDlq.queueUrl });
     new cdk.CfnOutput(this, 'FailedEventsQueueUrl', { value: failedEvents.queueUrl });
     new cdk.CfnOutput(this, 'AlarmTopicArn', { value: alarmTopic.topicArn });

@@ -107,7 +107,7 @@ mod tallies;
 pub use eventbridge::{EventBridgeBus, SOURCE as BUS_SOURCE};
 pub use sdk::{sdk_config, sdk_loader};
 pub use ses::{SesMailer, tags as email_tags};
-pub use settings::{SECRETS_ARN_VAR, Settings, SettingsError};
+pub use settings::{SECRET_ARN_VARS, SECRETS_ARN_VAR, Settings, SettingsError};
 pub use sqs::SqsDeadLetters;
 pub use table::create_table;
 

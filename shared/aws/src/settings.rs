@@ -1,15 +1,25 @@
-//! Settings for a function: the secret named by `EMBER_SECRETS_ARN` (a Secrets Manager secret
-//! whose `SecretString` is a JSON object of name → string), then the process environment.
+//! Settings for a function: the secrets named by the variables of [`SECRET_ARN_VARS`] (Secrets
+//! Manager secrets whose `SecretString` is a JSON object of name → string), then the process
+//! environment.
 //!
-//! Keys, webhook secrets and the unsubscribe secret live in the secret, never in plain
-//! environment variables or template parameters; the model's `${VAR}` references and the API
-//! key settings are looked up here. The secret is read once, when the container starts.
+//! Keys, webhook secrets and the unsubscribe secret live in secrets, never in plain environment
+//! variables or template parameters; the model's `${VAR}` references and the API key settings
+//! are looked up here. The stacks split them by consumer — API keys, the CRM's feedback secret,
+//! the webhooks' URLs and secrets, the unsubscribe secret — and give each function the variables
+//! (and the IAM grants) of only the secrets it reads; `EMBER_SECRETS_ARN` still names one secret
+//! holding everything. The secrets are read once, when the container starts.
 
 use aws_sdk_secretsmanager::Client;
 use std::collections::HashMap;
 
-/// The variable naming the secret.
+/// The variable naming one secret that holds every setting (a single-secret deployment).
 pub const SECRETS_ARN_VAR: &str = "EMBER_SECRETS_ARN";
+
+/// Every variable that may name a secret, in the order they are read: the single secret, then
+/// one per consumer — `EMBER_WRITE_KEYS` / `EMBER_ADMIN_KEYS` (ingest, api), `EMBER_CRM_SECRET`
+/// (api), the model's webhook `${VAR}`s (handoff), `EMBER_UNSUBSCRIBE_SECRET` (api, drip).
+pub const SECRET_ARN_VARS: &[&str] =
+    &[SECRETS_ARN_VAR, "EMBER_KEYS_SECRET_ARN", "EMBER_CRM_SECRET_ARN", "EMBER_WEBHOOKS_SECRET_ARN", "EMBER_UNSUBSCRIBE_SECRET_ARN"];
 
 /// Reading the secret failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +39,17 @@ pub enum SettingsError {
         arn: String,
         /// What is wrong.
         message: String,
+    },
+    /// Two secrets define the same name with different values (which one is meant would be a
+    /// guess).
+    #[error("{name} is in two secrets with different values, {first} and {second}: keep it in one")]
+    Duplicate {
+        /// The setting.
+        name: String,
+        /// The secret read first.
+        first: String,
+        /// The other secret.
+        second: String,
     },
 }
 
@@ -53,23 +74,62 @@ impl Settings {
         Settings::default()
     }
 
-    /// Reads the secret named by `EMBER_SECRETS_ARN` when it is set.
+    /// Reads the secrets named by the [`SECRET_ARN_VARS`] that are set in the environment.
     pub async fn load(conf: &aws_config::SdkConfig) -> Result<Settings, SettingsError> {
-        let Some(arn) = std::env::var(SECRETS_ARN_VAR).ok().filter(|v| !v.trim().is_empty()) else {
+        Settings::load_from(conf, &|name| std::env::var(name).ok()).await
+    }
+
+    /// As [`Settings::load`], with the variables read through `env`. A secret named by two
+    /// variables is read once; a name defined by two secrets with different values is an error
+    /// (with the same value it is a secret being split, half way: fine).
+    pub async fn load_from(conf: &aws_config::SdkConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let mut arns: Vec<String> = Vec::new();
+        for var in SECRET_ARN_VARS {
+            if let Some(arn) = env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+                if !arns.contains(&arn) {
+                    arns.push(arn);
+                }
+            }
+        }
+        if arns.is_empty() {
             return Ok(Settings::default());
-        };
-        let out = Client::new(conf).get_secret_value().secret_id(&arn).send().await.map_err(|e| SettingsError::Read {
-            arn: arn.clone(),
-            message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-        })?;
-        let text = out.secret_string().unwrap_or("{}");
-        Settings::parse(&arn, text)
+        }
+        let client = Client::new(conf);
+        let mut secrets = Vec::with_capacity(arns.len());
+        for arn in arns {
+            let out = client.get_secret_value().secret_id(&arn).send().await.map_err(|e| SettingsError::Read {
+                arn: arn.clone(),
+                message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            })?;
+            let text = out.secret_string().unwrap_or("{}").to_string();
+            secrets.push((arn, text));
+        }
+        Settings::merge(&secrets)
     }
 
     /// Settings from the JSON text of a secret.
     pub fn parse(arn: &str, text: &str) -> Result<Settings, SettingsError> {
-        let secret: HashMap<String, String> =
-            serde_json::from_str(text).map_err(|e| SettingsError::Shape { arn: arn.into(), message: e.to_string() })?;
+        Settings::merge(&[(arn.to_string(), text.to_string())])
+    }
+
+    /// Settings from several secrets (ARN, JSON text), each name with one value only.
+    pub fn merge(secrets: &[(String, String)]) -> Result<Settings, SettingsError> {
+        let mut secret = HashMap::new();
+        let mut from: HashMap<String, &str> = HashMap::new();
+        for (arn, text) in secrets {
+            let one: HashMap<String, String> =
+                serde_json::from_str(text).map_err(|e| SettingsError::Shape { arn: arn.clone(), message: e.to_string() })?;
+            for (name, value) in one {
+                if let Some(first) = from.get(&name) {
+                    if secret.get(&name) == Some(&value) {
+                        continue;
+                    }
+                    return Err(SettingsError::Duplicate { name, first: first.to_string(), second: arn.clone() });
+                }
+                from.insert(name.clone(), arn);
+                secret.insert(name, value);
+            }
+        }
         Ok(Settings { secret })
     }
 
@@ -90,6 +150,24 @@ mod tests {
         assert_eq!(s.get("EMBER_TEST_SETTING_SURELY_UNSET"), None);
         assert!(s.get("PATH").is_some());
         assert!(!format!("{s:?}").contains("from-secret"));
+    }
+
+    #[test]
+    fn per_consumer_secrets_merge_and_a_name_with_two_values_is_refused() {
+        let keys = ("arn:keys".to_string(), r#"{"EMBER_TEST_SETTING_KEYS": "k"}"#.to_string());
+        let crm = ("arn:crm".to_string(), r#"{"EMBER_TEST_SETTING_CRM": "c"}"#.to_string());
+        let s = Settings::merge(&[keys.clone(), crm]).unwrap();
+        assert_eq!(s.get("EMBER_TEST_SETTING_KEYS").as_deref(), Some("k"));
+        assert_eq!(s.get("EMBER_TEST_SETTING_CRM").as_deref(), Some("c"));
+        let twice = ("arn:other".to_string(), r#"{"EMBER_TEST_SETTING_KEYS": "k2"}"#.to_string());
+        let keys_again = || keys.clone();
+        let e = Settings::merge(&[keys.clone(), twice]).unwrap_err().to_string();
+        assert!(e.contains("EMBER_TEST_SETTING_KEYS") && e.contains("arn:keys") && e.contains("arn:other"), "{e}");
+        assert!(!e.contains("k2"), "values never appear in errors: {e}");
+        // The same value in two secrets (a secret being split): fine.
+        let copy = ("arn:copy".to_string(), r#"{"EMBER_TEST_SETTING_KEYS": "k"}"#.to_string());
+        let s = Settings::merge(&[keys_again(), copy]).unwrap();
+        assert_eq!(s.get("EMBER_TEST_SETTING_KEYS").as_deref(), Some("k"));
     }
 
     #[test]

@@ -67,12 +67,15 @@ pub(crate) struct Token {
     token: Option<String>,
 }
 
+/// The inline style of the unsubscribe pages (allowed by its hash in [`crate::PAGE_CSP`]).
+pub(crate) const PAGE_STYLE: &str =
+    "body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font:inherit;padding:.5rem 1.25rem}";
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <meta name=\"robots\" content=\"noindex\"><title>{title}</title>\
-         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}\
-         button{{font:inherit;padding:.5rem 1.25rem}}</style></head><body><h1>{title}</h1>{body}</body></html>"
+         <style>{PAGE_STYLE}</style></head><body><h1>{title}</h1>{body}</body></html>"
     );
     (status, Html(html)).into_response()
 }

@@ -10,6 +10,12 @@
 //! | `POST /v1/crm/feedback` | the CRM, signed with `EMBER_CRM_SECRET` (Standard Webhooks headers) |
 //! | `GET`/`POST /v1/unsubscribe?token=` | anyone holding a signed token from an email |
 //! | `GET /v1/openapi.yaml`, `GET /v1/ember.js` (the tracker), `GET /healthz` | anyone |
+//!
+//! Every response carries `Strict-Transport-Security`, `X-Content-Type-Options: nosniff`,
+//! `X-Frame-Options: DENY` and, unless its route sets its own, `Cache-Control: no-store` (admin
+//! JSON holds personal data: no browser or proxy may keep it) and [`PAGE_CSP`] (no framing, no
+//! script; the unsubscribe pages' style by hash). CORS is answered here for ingest only: the
+//! admin routes answer no cross-origin request, on every platform.
 
 #![warn(missing_docs)]
 
@@ -22,14 +28,14 @@ pub use auth::{ApiKeys, KeyError, KeyKind, WriteAccess};
 pub use leads::lead_document;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ember_service::Ember;
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 mod reports;
 
@@ -41,6 +47,41 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
 /// The website tracker (`tracker/ember.js`), served at `/v1/ember.js`.
 pub const TRACKER: &str = include_str!("../../../tracker/ember.js");
+
+/// `Strict-Transport-Security` of every response: HTTPS only for two years, subdomains included.
+pub const HSTS: &str = "max-age=63072000; includeSubDomains";
+
+/// The Content-Security-Policy of every response whose route sets none (JSON, errors, the
+/// unsubscribe pages): nothing may load, run or frame it; only the pages' own style applies.
+pub static PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; style-src '{}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        csp_hash(feedback::PAGE_STYLE)
+    )
+});
+
+/// A CSP source for an inline element: `sha256-` and the base64 SHA-256 of its exact text.
+pub fn csp_hash(text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes())))
+}
+
+/// Adds the headers every response carries (see the crate documentation).
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        if let Ok(v) = HeaderValue::from_str(&PAGE_CSP) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    resp
+}
 
 /// What the router needs besides the services: keys and the CRM's signing secret.
 #[derive(Debug, Clone, Default)]
@@ -167,5 +208,6 @@ pub fn router(ember: Ember, config: ApiConfig) -> Router {
         })
         .layer(Extension(config))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(security_headers))
         .with_state(ember)
 }
