@@ -9,16 +9,21 @@
 //! - throttling (`TooManyRequestsException`, `LimitExceededException`, HTTP 429) is retried here
 //!   with exponential backoff and jitter, a bounded number of times, then reported as
 //!   [`SendOutcome::Retry`] (the claim is released, the next run tries again);
-//! - a request that never left the machine (connection refused, DNS, building the request) is
-//!   [`SendOutcome::Retry`] too: nothing was sent;
-//! - a refusal of this message (`MessageRejected`, a bad address, `BadRequestException`) is
-//!   [`SendOutcome::Rejected`]: recorded, never resent;
-//! - an account-level refusal (`SendingPausedException`, `AccountSuspendedException`,
-//!   `MailFromDomainNotVerifiedException`, `NotFoundException` for a missing configuration
-//!   set) is [`SendOutcome::Retry`]: the message is fine, the account is not, and an operator
-//!   alarm will fire on the errors;
-//! - anything after the request was sent with no answer (timeouts, 5xx, unreadable answer) is
-//!   [`SendOutcome::Unknown`]: SES may have sent it, so it is marked and not resent.
+//! - a request that provably never left the machine is [`SendOutcome::Retry`] too: the request
+//!   could not be built (`ConstructionFailure`), or the connection was never made (DNS,
+//!   connection refused, TLS handshake, connect timeout: the HTTP client's *connect* errors);
+//! - a refusal of this message (`MessageRejected` for its content or address, a bad address,
+//!   `BadRequestException`) is [`SendOutcome::Rejected`]: recorded, never resent;
+//! - an account-level refusal (`MessageRejected` "Email address is not verified" — an unverified
+//!   sender, or a recipient while the account is in the SES sandbox —, `SendingPausedException`,
+//!   `AccountSuspendedException`, `MailFromDomainNotVerifiedException`, `NotFoundException` for a
+//!   missing configuration set, `AccessDeniedException`) is [`SendOutcome::Blocked`]: the message
+//!   is fine, the account is not; the step is kept, logged as an error with
+//!   `alarm = "ses_configuration"`, and the drip run reports it so that its invocation fails
+//!   (the function's error alarm fires);
+//! - anything else is [`SendOutcome::Unknown`]: the request may have reached SES (the connection
+//!   closed or reset after it was written, an incomplete answer, a timeout, a 5xx, an unreadable
+//!   answer), so SES may have sent it: it is marked and never resent.
 //!
 //! The SDK's own retries are switched off for this client so that only throttling, which is
 //! known to send nothing, is ever retried.
@@ -27,6 +32,8 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader, MessageTag};
+use aws_smithy_runtime_api::client::dns::ResolveDnsError;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use ember_scoring::SendOutcome;
 use ember_service::ports::{Mailer, OutgoingEmail};
 use std::time::Duration;
@@ -122,18 +129,26 @@ pub(crate) enum Failure {
     Throttled(String),
     /// Nothing was sent; a later run may try again.
     NotSent(String),
+    /// The sending account or identity is misconfigured: nothing was sent, an operator must act.
+    Configuration(String),
     /// This message is refused for good.
     Refused(String),
     /// It may or may not have been sent.
     Unknown(String),
 }
 
-/// Classifies an error code (and HTTP status) from SES.
-pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Failure {
+/// Classifies an error code (and HTTP status, and message) from SES.
+pub(crate) fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> Failure {
     let c = code.unwrap_or("").to_string();
     match code {
         Some("TooManyRequestsException" | "LimitExceededException" | "Throttling" | "ThrottlingException") => {
             Failure::Throttled(c)
+        }
+        // SES answers an unverified sender, and (in the sandbox) an unverified recipient, with
+        // `MessageRejected`: "Email address is not verified. The following identities failed
+        // the check in region …". The message is fine; the account is not ready to send.
+        Some("MessageRejected") if message.is_some_and(|m| m.to_ascii_lowercase().contains("not verified")) => {
+            Failure::Configuration(format!("{c}: an identity is not verified (unverified sender, or the SES sandbox)"))
         }
         Some("MessageRejected" | "BadRequestException" | "InvalidParameterValue") => Failure::Refused(c),
         Some(
@@ -142,22 +157,43 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Failure {
             | "MailFromDomainNotVerifiedException"
             | "NotFoundException"
             | "AccessDeniedException",
-        ) => Failure::NotSent(c),
+        ) => Failure::Configuration(c),
         _ if status == Some(429) => Failure::Throttled(format!("HTTP 429 {c}")),
         _ if status.is_some_and(|s| (400..500).contains(&s)) => Failure::Refused(format!("HTTP {} {c}", status.unwrap_or(0))),
         _ => Failure::Unknown(if c.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { c }),
     }
 }
 
+/// Whether a dispatch failure proves that no byte of the request reached SES: the HTTP
+/// client could not open the connection (DNS, refused, TLS handshake, connect timeout). A
+/// connection that closed, reset or timed out once the request was being written or answered
+/// proves nothing: SES may have received the whole request.
+pub(crate) fn never_left(e: &ConnectorError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(|h| h.is_connect())
+            || err.is::<ResolveDnsError>()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 fn failure<E: ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_sesv2::config::http::HttpResponse>) -> Failure {
     match e {
         SdkError::ConstructionFailure(_) => Failure::NotSent("the request could not be built".into()),
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_other() => {
-            Failure::NotSent("the request could not be sent (connection)".into())
+        SdkError::DispatchFailure(d) if d.as_connector_error().is_some_and(never_left) => {
+            Failure::NotSent("no connection to SES could be made".into())
         }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unknown("no answer (timeout)".into()),
+        SdkError::DispatchFailure(d) => Failure::Unknown(format!(
+            "the request may have reached SES ({})",
+            if d.is_timeout() { "timeout" } else if d.is_io() { "connection closed or reset" } else { "no complete answer" }
+        )),
+        SdkError::TimeoutError(_) => Failure::Unknown("no answer (timeout)".into()),
         SdkError::ResponseError(_) => Failure::Unknown("the answer could not be read".into()),
-        SdkError::ServiceError(s) => classify(e.code(), Some(s.raw().status().as_u16())),
+        SdkError::ServiceError(s) => classify(e.code(), Some(s.raw().status().as_u16()), e.message()),
         _ => Failure::Unknown("unexpected SDK error".into()),
     }
 }
@@ -180,6 +216,15 @@ impl Mailer for SesMailer {
                     Failure::Throttled(why) | Failure::NotSent(why) => {
                         tracing::warn!(send_id = %email.send_id, reason = %why, "email not sent; will be retried");
                         return SendOutcome::Retry { reason: why };
+                    }
+                    Failure::Configuration(why) => {
+                        tracing::error!(
+                            alarm = "ses_configuration",
+                            send_id = %email.send_id,
+                            reason = %why,
+                            "SES refuses to send for this account or identity; the step is kept until it is fixed"
+                        );
+                        return SendOutcome::Blocked { reason: why };
                     }
                     Failure::Refused(why) => {
                         tracing::warn!(send_id = %email.send_id, reason = %why, "email refused by SES");
@@ -209,13 +254,23 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert!(matches!(classify(Some("TooManyRequestsException"), Some(429)), Failure::Throttled(_)));
-        assert!(matches!(classify(None, Some(429)), Failure::Throttled(_)));
-        assert!(matches!(classify(Some("MessageRejected"), Some(400)), Failure::Refused(_)));
-        assert!(matches!(classify(Some("SendingPausedException"), Some(400)), Failure::NotSent(_)));
-        assert!(matches!(classify(Some("NotFoundException"), Some(404)), Failure::NotSent(_)));
-        assert!(matches!(classify(Some("InternalFailure"), Some(500)), Failure::Unknown(_)));
-        assert!(matches!(classify(None, Some(503)), Failure::Unknown(_)));
+        assert!(matches!(classify(Some("TooManyRequestsException"), Some(429), None), Failure::Throttled(_)));
+        assert!(matches!(classify(None, Some(429), None), Failure::Throttled(_)));
+        assert!(matches!(classify(Some("MessageRejected"), Some(400), Some("Illegal header")), Failure::Refused(_)));
+        assert!(matches!(classify(Some("SendingPausedException"), Some(400), None), Failure::Configuration(_)));
+        assert!(matches!(classify(Some("NotFoundException"), Some(404), None), Failure::Configuration(_)));
+        assert!(matches!(classify(Some("InternalFailure"), Some(500), None), Failure::Unknown(_)));
+        assert!(matches!(classify(None, Some(503), None), Failure::Unknown(_)));
+    }
+
+    #[test]
+    fn an_unverified_identity_is_a_configuration_failure_not_a_refusal() {
+        // SES's own words, for an unverified sender and for a sandbox account's recipient.
+        let real = "Email address is not verified. The following identities failed the check in region EU-WEST-1: hello@ember.example";
+        assert!(matches!(classify(Some("MessageRejected"), Some(400), Some(real)), Failure::Configuration(_)));
+        // moto's wording.
+        let moto = "Email address not verified hello@ember.example";
+        assert!(matches!(classify(Some("MessageRejected"), Some(400), Some(moto)), Failure::Configuration(_)));
     }
 
     #[test]

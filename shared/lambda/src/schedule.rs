@@ -2,7 +2,10 @@
 //!
 //! The schedule's target input is `{"job": "decay" | "drip", "scheduled_time":
 //! "<aws.scheduler.scheduled-time>"}`; the scheduled time is the job's "now", so a delayed or
-//! retried invocation computes exactly what it would have on time. Work is read from the due
+//! retried invocation computes exactly what it would have on time — except for what happens
+//! at the moment it happens: an email leaves when the drip run sends it, so the drip job judges
+//! each send (quiet hours, frequency cap) at the later of the scheduled time and the real time,
+//! and a retry hours later never sends inside quiet hours. Work is read from the due
 //! indexes page by page; the run stops before the invocation's deadline (minus
 //! [`SAFETY_MARGIN`]) and leaves the rest due for the next run — a backlog is drained over
 //! several runs, never lost or half-applied (each lead's change is one atomic commit).
@@ -54,6 +57,15 @@ pub struct RunReport {
     pub sla: Option<JobReport>,
 }
 
+impl RunReport {
+    /// Sends the provider refused for the sending account's configuration (unverified sender,
+    /// sandbox, sending paused): the steps are kept, and the invocation reports an error so
+    /// that the function's error alarm tells an operator.
+    pub fn blocked(&self) -> u64 {
+        [&self.decay, &self.drip, &self.sla].into_iter().flatten().map(|r| r.blocked).sum()
+    }
+}
+
 /// Runs the job of `inv` until done or until `deadline - SAFETY_MARGIN`.
 pub async fn run(stack: &AwsStack, inv: &Invocation, deadline: Instant) -> RunReport {
     let stop_at = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
@@ -70,7 +82,7 @@ pub async fn run(stack: &AwsStack, inv: &Invocation, deadline: Instant) -> RunRe
     }
     for (kind, r) in [("decay", &report.decay), ("drip", &report.drip), ("sla", &report.sla)] {
         if let Some(r) = r {
-            tracing::info!(job = kind, processed = r.processed, read = r.read, sent = r.sent, failed = r.failed, incomplete = r.incomplete, "job run");
+            tracing::info!(job = kind, processed = r.processed, read = r.read, sent = r.sent, failed = r.failed, blocked = r.blocked, incomplete = r.incomplete, "job run");
         }
     }
     report

@@ -45,7 +45,13 @@ pub async fn scheduled() -> Result<(), Error> {
         let stack = stack.clone();
         async move {
             let deadline = schedule::deadline_from_millis(ev.context.deadline);
-            Ok::<_, Error>(schedule::run(&stack, &ev.payload, deadline).await)
+            let report = schedule::run(&stack, &ev.payload, deadline).await;
+            // Everything due was handled; but SES refuses to send for this account, which only
+            // an operator can fix: fail the invocation so that the function's error alarm fires.
+            match report.blocked() {
+                0 => Ok::<_, Error>(report),
+                n => Err(format!("SES refused {n} send(s) for the account's configuration (see the `ses_configuration` errors); the steps are kept").into()),
+            }
         }
     }))
     .await

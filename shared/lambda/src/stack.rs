@@ -31,6 +31,13 @@ pub enum StackError {
     /// The email templates do not compile.
     #[error("the model's templates do not compile:\n{0}")]
     Templates(String),
+    /// The model has email templates but no key to sign their unsubscribe links.
+    #[error(
+        "EMBER_UNSUBSCRIBE_SECRET is not set (neither in the secret that EMBER_SECRETS_ARN names nor in the environment) \
+         and the model has email templates: every unsubscribe link and one-click List-Unsubscribe header would be \
+         unverifiable. Put a long random value under EMBER_UNSUBSCRIBE_SECRET in the secret (the stack generates one)."
+    )]
+    UnsubscribeSecret,
     /// `EMBER_WRITE_KEYS` or `EMBER_ADMIN_KEYS` is malformed.
     #[error("API keys: {0}")]
     Keys(String),
@@ -152,9 +159,14 @@ impl AwsStack {
             tracing::warn!(warning = %w, "model");
         }
         let model = Arc::new(model);
-        let unsubscribe_secret = settings.get("EMBER_UNSUBSCRIBE_SECRET").unwrap_or_default().into_bytes();
+        let unsubscribe_secret = settings.get("EMBER_UNSUBSCRIBE_SECRET").filter(|s| !s.trim().is_empty()).unwrap_or_default().into_bytes();
         if unsubscribe_secret.is_empty() {
-            tracing::warn!("EMBER_UNSUBSCRIBE_SECRET is not set: unsubscribe links cannot be verified");
+            // Without it every email Ember sends carries links nobody can use: refuse to start
+            // rather than send them. A model without templates sends nothing and needs none.
+            if !model.templates.is_empty() {
+                return Err(StackError::UnsubscribeSecret);
+            }
+            tracing::warn!("EMBER_UNSUBSCRIBE_SECRET is not set; the model has no email templates, so no link needs it");
         }
         let composer = Composer::new(
             &model,

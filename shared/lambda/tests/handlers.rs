@@ -11,116 +11,18 @@
 //!
 //! Without `EMBER_MOTO_ENDPOINT` they fail; they never pass silently.
 
+mod common;
+
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::config::Credentials;
-use axum::body::Body;
-use ember_aws::{Settings, SqsDeadLetters};
-use ember_delivery::RetryPolicy;
+use common::*;
+use ember_aws::SqsDeadLetters;
 use ember_lambda::schedule::{self, Invocation};
 use ember_lambda::ses_events::{self, Handled};
-use ember_lambda::{AwsStack, StackConfig, bus_events, http};
+use ember_lambda::bus_events;
 use ember_scoring::Lead;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tower::ServiceExt;
-
-const MOTO_NEEDED: &str = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)";
-
-fn endpoint() -> String {
-    match std::env::var("EMBER_MOTO_ENDPOINT") {
-        Ok(e) if !e.trim().is_empty() => e,
-        _ => panic!("EMBER_MOTO_ENDPOINT is not set: these tests need a moto server (`export EMBER_MOTO_ENDPOINT=$(scripts/moto)`)."),
-    }
-}
-
-async fn conf() -> SdkConfig {
-    ember_aws::sdk_loader()
-        .region("us-east-1")
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .load()
-        .await
-}
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
-}
-
-fn sample(name: &str) -> String {
-    std::fs::read_to_string(repo(&format!("events/{name}"))).unwrap_or_else(|e| panic!("events/{name}: {e}"))
-}
-
-fn sample_json(name: &str) -> Value {
-    serde_json::from_str(&sample(name)).unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The stack of one test: a fresh table (and whatever else the test asks for) on moto.
-struct Fixture {
-    conf: SdkConfig,
-    stack: AwsStack,
-}
-
-#[derive(Default)]
-struct Options {
-    bus: Option<String>,
-    dead_letter_queue: Option<String>,
-    secret: Option<Value>,
-}
-
-async fn fixture(opts: Options) -> Fixture {
-    let conf = conf().await;
-    let table = unique("ember-fn-test");
-    ember_aws::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
-    let cfg = StackConfig {
-        model: repo("examples/b2b-saas.yaml"),
-        table,
-        bus: opts.bus,
-        configuration_set: None,
-        public_url: "https://api.ember.example".into(),
-        dead_letter_queue: opts.dead_letter_queue,
-        webhook_retry: RetryPolicy::new(vec![Duration::from_millis(10), Duration::from_millis(20)]),
-    };
-    // The sample requests' keys (events/http-*.json), configured as hashes like in production.
-    let mut secret = json!({
-        "EMBER_UNSUBSCRIBE_SECRET": "test-unsubscribe-secret",
-        "EMBER_WRITE_KEYS": format!("{}@https://www.example.com", ember_http::auth::hash_entry("ek_w_sample-write-key-for-tests-only")),
-        "EMBER_ADMIN_KEYS": ember_http::auth::hash_entry("ek_a_sample-admin-key-for-tests-only"),
-    });
-    if let Some(Value::Object(extra)) = opts.secret {
-        secret.as_object_mut().unwrap().extend(extra);
-    }
-    let settings = Settings::parse("test-secret", &secret.to_string()).expect("settings");
-    let stack = AwsStack::build(&conf, &cfg, settings).expect("stack");
-    Fixture { conf, stack }
-}
-
-impl Fixture {
-    /// Sends an HTTP API (payload 2.0) event through the router, as `lambda_http` would.
-    async fn http(&self, event: &str) -> (u16, Value) {
-        let req = lambda_http::request::from_str(event).expect("an API Gateway HTTP API event");
-        let (parts, body) = req.into_parts();
-        let req = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
-        let resp = http::router(&self.stack).oneshot(req).await.expect("router answers");
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    async fn lead_by_email(&self, email: &str) -> Lead {
-        let id = ember_service::ports::Identity::Email(email.into());
-        self.stack.ember.lead_by(&id).await.expect("store").expect("the lead exists")
-    }
-}
-
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(600)
-}
+use std::time::Instant;
 
 #[tokio::test]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
@@ -171,24 +73,6 @@ async fn decay_sample_decays_quiet_leads_and_stops_at_the_deadline() {
     let again = schedule::run(&fx.stack, &inv, far()).await.decay.expect("decay ran");
     assert_eq!(again.processed, 0, "a retried run finds nothing due: {again:?}");
     assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 20);
-}
-
-/// Messages moto's SES received, as (recipient, subject).
-async fn ses_messages() -> Vec<(String, String)> {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint())).await.expect("moto").json().await.expect("json");
-    data["ses"]["Message"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    (
-                        m["destinations"]["ToAddresses"][0].as_str().unwrap_or("").to_string(),
-                        m["subject"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -395,4 +279,156 @@ async fn domain_messages_reach_eventbridge_rules() {
     let lead = fx.lead_by_email("sample.lead@example.com").await;
     assert_eq!(events[0]["detail"]["lead_id"], lead.id.as_str());
     assert_eq!(events[0]["detail"]["data"]["stage"], "sql");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn api_samples_on_the_default_route_base64_and_the_trackers_beacon() {
+    let fx = fixture(Options::default()).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+
+    // The api function behind the HTTP API's `$default` route (no route key of ours, no path
+    // parameters): the router reads the raw path and query.
+    let (status, lead) = fx.http(&sample("http-api-default-route.json")).await;
+    assert_eq!(status, 200, "{lead}");
+    assert_eq!(lead["email"], "sample.lead@example.com", "{lead}");
+
+    // API Gateway hands a binary-looking body over base64-encoded.
+    let (status, body) = fx.http(&sample("http-post-events-base64.json")).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)), "{body}");
+    assert_eq!(fx.lead_by_email("b64.lead@example.com").await.scores["engagement"], 10, "webinar registration");
+
+    // The tracker's sendBeacon: `text/plain`, no `authorization`, the write key in the body.
+    let (status, body) = fx.http(&sample("http-beacon-events.json")).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)), "{body}");
+    let anon = ember_service::ports::Identity::Anonymous("anon-beacon-1".into());
+    let visitor = fx.stack.ember.lead_by(&anon).await.unwrap().expect("the beacon's visitor");
+    assert_eq!(visitor.scores["engagement"], 10, "the pricing page");
+    let (_, again) = fx.http(&sample("http-beacon-events.json")).await;
+    assert_eq!(again["duplicate"], 1, "a beacon sent twice counts once: {again}");
+    // The same beacon from another site, or with a guessed key, is refused.
+    let foreign = sample("http-beacon-events.json").replace("https://www.example.com\"", "https://evil.example\"");
+    assert_eq!(fx.http(&foreign).await.0, 403);
+    let guessed = sample("http-beacon-events.json").replace("sample-write-key", "guessed-write-key");
+    assert_eq!(fx.http(&guessed).await.0, 401);
+}
+
+/// The handler's result as its JSON `result` tag.
+fn result_of(h: &Handled) -> String {
+    serde_json::to_value(h).unwrap()["result"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn ses_feedback_that_is_not_engagement_scores_nothing() {
+    let fx = fixture(Options::default()).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    let before = lead.scores["engagement"];
+    let handle = |event: Value| {
+        let stack = fx.stack.clone();
+        async move { ses_events::handle(&stack, &event).await.expect("handled") }
+    };
+    let timeline_entry = |id: &'static str| {
+        let fx = &fx;
+        let lead_id = lead.id.clone();
+        async move {
+            let events = fx.stack.ember.store().events(&lead_id).await.expect("timeline");
+            events.into_iter().find(|e| e.event.id == format!("ses:{id}"))
+        }
+    };
+
+    // Apple Mail Privacy Protection prefetches every image of a received message: recorded as
+    // machine traffic, no points.
+    let mpp = sample_json("ses-open-apple-mpp.json");
+    assert_eq!(result_of(&handle(mpp.clone()).await), "applied");
+    let entry = timeline_entry("5a1d0001-0000-4000-8000-000000000013").await.expect("the prefetch is recorded");
+    assert!(entry.event.machine, "{:?}", entry.event);
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], before, "a prefetch earns nothing");
+
+    // A click on the email's own unsubscribe link (SES tracks it like any link): an intent to
+    // leave, never engagement.
+    assert_eq!(result_of(&handle(sample_json("ses-click-unsubscribe.json")).await), "applied");
+    let entry = timeline_entry("5a1d0001-0000-4000-8000-000000000014").await.expect("the click is recorded");
+    assert!(entry.event.machine, "{:?}", entry.event);
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], before, "no points for leaving");
+    // The same on a custom link domain: recognised by its valid unsubscribe token.
+    let url = fx.stack.ember.composer().unsubscribe_url(&lead.id);
+    let token = url.split("token=").nth(1).expect("a token");
+    let mut custom = sample_json("ses-click-unsubscribe.json");
+    custom["id"] = json!("5a1d0001-0000-4000-8000-000000000017");
+    custom["detail"]["click"]["link"] = json!(format!("https://links.shop.example/leave?token={token}"));
+    assert_eq!(result_of(&handle(custom).await), "applied");
+    assert!(timeline_entry("5a1d0001-0000-4000-8000-000000000017").await.expect("recorded").event.machine);
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], before);
+
+    // Mail Ember did not send (no send tag): no lead changes — a bounce of it suppresses no
+    // one, a click in it scores nothing.
+    assert_eq!(result_of(&handle(sample_json("ses-bounce-untagged.json")).await), "not_ember");
+    assert_eq!(result_of(&handle(sample_json("ses-click-untagged.json")).await), "not_ember");
+    let after = fx.lead_by_email("sample.lead@example.com").await;
+    assert!(after.consent.bounced_at.is_none(), "{:?}", after.consent);
+    assert_eq!(after.scores["engagement"], before);
+    assert!(timeline_entry("5a1d0001-0000-4000-8000-000000000015").await.is_none());
+    assert!(timeline_entry("5a1d0001-0000-4000-8000-000000000016").await.is_none());
+
+    // A person's open still counts.
+    assert_eq!(result_of(&handle(sample_json("ses-open.json")).await), "applied");
+    assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], before + 2);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn ses_bounce_kinds_and_untracked_types_in_their_real_shapes() {
+    let fx = fixture(Options::default()).await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let before = fx.lead_by_email("sample.lead@example.com").await;
+
+    // Soft bounces are recorded with their kind, and suppress nothing.
+    for (name, kind) in [("ses-bounce-transient.json", "Transient"), ("ses-bounce-undetermined.json", "Undetermined")] {
+        let handled = ses_events::handle(&fx.stack, &sample_json(name)).await.expect(name);
+        assert_eq!(handled, Handled::Applied { kind: "email_bounced".into(), status: "accepted".into() }, "{name}");
+        let lead = fx.lead_by_email("sample.lead@example.com").await;
+        assert!(lead.consent.bounced_at.is_none() && lead.consent.subscribed() == before.consent.subscribed(), "{name}: {:?}", lead.consent);
+        let events = fx.stack.ember.store().events(&lead.id).await.unwrap();
+        let e = events.iter().find(|e| e.event.kind == "email_bounced" && e.event.properties["bounce_type"] == kind).expect(name);
+        assert!(e.event.properties.contains_key("bounce_sub_type"), "{name}: {:?}", e.event.properties);
+    }
+    // Delivery delays, rendering failures, rejects and subscription events are acknowledged and
+    // change nothing.
+    for (name, event_type) in [
+        ("ses-delivery-delay.json", "DeliveryDelay"),
+        ("ses-rendering-failure.json", "Rendering Failure"),
+        ("ses-reject.json", "Reject"),
+        ("ses-subscription.json", "Subscription"),
+    ] {
+        let handled = ses_events::handle(&fx.stack, &sample_json(name)).await.expect(name);
+        assert_eq!(handled, Handled::Ignored { event_type: event_type.into() }, "{name}");
+    }
+    let after = fx.lead_by_email("sample.lead@example.com").await;
+    assert_eq!(after.scores, before.scores);
+    assert_eq!(after.consent.unsubscribed_at, before.consent.unsubscribed_at);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn the_stack_refuses_to_start_without_the_unsubscribe_secret() {
+    // The example model has templates: without the key, every link it sends would be broken.
+    for missing in [json!({"EMBER_UNSUBSCRIBE_SECRET": ""}), json!({"EMBER_UNSUBSCRIBE_SECRET": "   "})] {
+        let err = match try_fixture(Options { secret: Some(missing), ..Options::default() }).await {
+            Ok(_) => panic!("the stack started without EMBER_UNSUBSCRIBE_SECRET"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("EMBER_UNSUBSCRIBE_SECRET") && err.contains("templates"), "{err}");
+    }
+    // A model that sends no email needs no key.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("no-email.yaml");
+    std::fs::write(
+        &model,
+        "name: no-email\ntimezone: UTC\nscores:\n  engagement: { min: 0, max: 100 }\nrules:\n  - { id: demo, on: demo_request, points: { engagement: 40 } }\nstages:\n  - { id: lead, when: { identified: true } }\n",
+    )
+    .unwrap();
+    let fx = try_fixture(Options { secret: Some(json!({"EMBER_UNSUBSCRIBE_SECRET": ""})), model: Some(model), ..Options::default() }).await;
+    assert!(fx.is_ok(), "a model without templates starts without the key");
 }

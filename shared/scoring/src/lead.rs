@@ -277,6 +277,11 @@ pub struct PendingSend {
     pub template: String,
     /// Claimed at.
     pub claimed_at: Time,
+    /// A token chosen by the run that claimed it (empty when none was given): a run whose
+    /// claim commit lost its answer reads the lead again and, finding its own token, knows the
+    /// claim is its own and sends, instead of leaving the step to be marked `unknown`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim: String,
 }
 
 /// What happened at one step.

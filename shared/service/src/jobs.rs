@@ -24,6 +24,11 @@ pub struct JobReport {
     pub sent: u64,
     /// Leads that failed (left due for the next run).
     pub failed: u64,
+    /// Sends the provider refused for the sending account's configuration (an unverified
+    /// sender, the SES sandbox, sending paused): each step is kept and tried again later; an
+    /// operator must act, so the scheduled function reports the run as failed.
+    #[serde(default)]
+    pub blocked: u64,
     /// Stopped early because the budget ran out (more is due).
     pub incomplete: bool,
 }
@@ -34,6 +39,7 @@ impl JobReport {
         self.read += o.read;
         self.sent += o.sent;
         self.failed += o.failed;
+        self.blocked += o.blocked;
         self.incomplete |= o.incomplete;
     }
 }
@@ -73,14 +79,15 @@ impl Ember {
                     return report;
                 }
                 let r = match kind {
-                    DueKind::Decay => self.change_lead(lead_id, now, "decay", |e, l| e.decay(l, now)).await.map(|_| 0),
-                    DueKind::Sla => self.change_lead(lead_id, now, "sla", |e, l| e.check_sla(l, now)).await.map(|_| 0),
+                    DueKind::Decay => self.change_lead(lead_id, now, "decay", |e, l| e.decay(l, now)).await.map(|_| Sends::default()),
+                    DueKind::Sla => self.change_lead(lead_id, now, "sla", |e, l| e.check_sla(l, now)).await.map(|_| Sends::default()),
                     DueKind::Drip => self.drip_lead(lead_id, now).await,
                 };
                 match r {
-                    Ok(sent) => {
+                    Ok(sends) => {
                         report.processed += 1;
-                        report.sent += sent;
+                        report.sent += sends.sent;
+                        report.blocked += sends.blocked;
                     }
                     Err(e) => {
                         tracing::error!(job = ?kind, lead_id = %lead_id, error = %e, "job failed for lead");
@@ -125,9 +132,19 @@ impl Ember {
     }
 
     /// Runs the drip steps of one lead: claim (commit), send, record the outcome (commit),
-    /// and carry on while steps are due. Returns emails sent.
-    async fn drip_lead(&self, lead_id: &str, now: Time) -> Result<u64, ServiceError> {
-        let mut sent = 0;
+    /// and carry on while steps are due.
+    ///
+    /// Sends happen now, so the steps are judged at the real time — the later of `now` (a
+    /// schedule's time, which a retried or delayed invocation carries unchanged) and the
+    /// clock: quiet hours and the frequency cap hold for the moment the email really leaves.
+    ///
+    /// Each claim carries a fresh token. When the claim commit fails without a clear answer
+    /// (its response lost, or a retry of a write that had in fact succeeded reported as a
+    /// conflict), the lead is read again: finding its own token, the run knows the claim is
+    /// its own and sends; finding none, it did not claim and sends nothing.
+    async fn drip_lead(&self, lead_id: &str, now: Time) -> Result<Sends, ServiceError> {
+        let now = now.max(self.clock.now());
+        let mut sends = Sends::default();
         // Publish anything left in the outbox by an earlier failure.
         if let Some(rec) = self.store.get(lead_id).await? {
             if !rec.lead.outbox.is_empty() {
@@ -138,43 +155,88 @@ impl Ember {
             // 1. Run due steps; claim the sends they produce.
             let mut claimed = None;
             for _ in 0..MAX_ATTEMPTS {
-                let Some(rec) = self.store.get(lead_id).await? else { return Ok(sent) };
+                let Some(rec) = self.store.get(lead_id).await? else { return Ok(sends) };
                 let mut lead = rec.lead.clone();
                 let (intents, outcome) = self.engine.drip(&mut lead, now);
                 if lead == rec.lead {
-                    return Ok(sent);
+                    return Ok(sends);
                 }
+                let token = uuid::Uuid::now_v7().simple().to_string();
+                mark_claims(&mut lead, &intents, &token);
                 let events = system_entry(&lead, "drip", now, outcome.changes, self.clock.now());
                 let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
                 let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
                 let lead_after = commit.lead.clone();
-                match self.store.commit(commit).await {
-                    Ok(v) => {
-                        claimed = Some((self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await, intents));
-                        break;
-                    }
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
+                let written = match self.store.commit(commit).await {
+                    Ok(v) => Some(LeadRecord { lead: lead_after, version: v }),
+                    Err(StoreError::Conflict(_)) if intents.is_empty() => None,
+                    Err(StoreError::Conflict(_)) => self.own_claim(lead_id, &token).await?,
+                    Err(e) if intents.is_empty() => return Err(e.into()),
+                    Err(e) => match self.own_claim(lead_id, &token).await {
+                        Ok(Some(rec)) => Some(rec),
+                        _ => return Err(e.into()),
+                    },
+                };
+                if let Some(rec) = written {
+                    claimed = Some((self.flush_outbox(rec).await, intents));
+                    break;
                 }
             }
             let Some((rec, intents)) = claimed else { return Err(ServiceError::Contention(MAX_ATTEMPTS)) };
             if intents.is_empty() {
-                return Ok(sent);
+                return Ok(sends);
             }
             // 2. Send what was claimed, then record each outcome.
+            let mut not_sent = false;
             for intent in intents {
                 let outcome = match self.composer.compose(&intent, &rec.lead) {
                     Ok(email) => self.mailer.send(&email).await,
                     Err(reason) => ember_scoring::SendOutcome::Rejected { reason },
                 };
-                if matches!(outcome, ember_scoring::SendOutcome::Sent { .. }) {
-                    sent += 1;
+                match outcome {
+                    ember_scoring::SendOutcome::Sent { .. } => sends.sent += 1,
+                    ember_scoring::SendOutcome::Blocked { .. } => sends.blocked += 1,
+                    _ => {}
                 }
+                not_sent |= matches!(outcome, ember_scoring::SendOutcome::Retry { .. } | ember_scoring::SendOutcome::Blocked { .. });
                 let send_id = intent.send_id.clone();
                 self.change_lead(lead_id, now, "send", |e, l| e.send_done(l, &send_id, &outcome, now)).await?;
             }
+            if not_sent {
+                // A send to try again later (throttled, unreachable, account blocked) waits for
+                // a later run: trying it again in this pass would call the provider again at
+                // once, and again, up to the pass limit.
+                return Ok(sends);
+            }
         }
-        Ok(sent)
+        Ok(sends)
+    }
+
+    /// The lead as stored, when it holds a claim made with `token` (the claim commit went
+    /// through even though its answer did not come back).
+    async fn own_claim(&self, lead_id: &str, token: &str) -> Result<Option<LeadRecord>, ServiceError> {
+        let Some(rec) = self.store.get(lead_id).await? else { return Ok(None) };
+        let ours = rec.lead.enrollments.iter().filter_map(|e| e.pending_send.as_ref()).any(|p| p.claim == token);
+        if ours {
+            tracing::info!(lead_id = %lead_id, "the claim commit's answer was lost, but the claim is ours: sending");
+        }
+        Ok(ours.then_some(rec))
+    }
+}
+
+/// Emails one drip pass sent, and sends refused for the account's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sends {
+    sent: u64,
+    blocked: u64,
+}
+
+/// Writes the claiming run's `token` into the claims of `intents`.
+fn mark_claims(lead: &mut Lead, intents: &[ember_scoring::SendIntent], token: &str) {
+    for p in lead.enrollments.iter_mut().filter_map(|e| e.pending_send.as_mut()) {
+        if intents.iter().any(|i| i.send_id == p.send_id) {
+            p.claim = token.to_string();
+        }
     }
 }
 

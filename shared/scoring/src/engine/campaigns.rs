@@ -52,9 +52,19 @@ pub enum SendOutcome {
         /// Why.
         reason: String,
     },
+    /// Not sent because the sending account or identity is misconfigured (an unverified
+    /// sender, the SES sandbox, sending paused): the claim is released and the step kept until
+    /// an operator fixes it, tried again every [`BLOCKED_RETRY_SECS`], logged once per step.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
     /// The outcome is unknown (crash or timeout after the call): marked, not resent.
     Unknown,
 }
+
+/// How long a step whose send was [`SendOutcome::Blocked`] waits before it is tried again.
+pub const BLOCKED_RETRY_SECS: i64 = 5 * 60;
 
 enum Flow {
     /// Continue at this step index.
@@ -249,7 +259,12 @@ impl Engine {
                 }
                 Flow::Send(intent) => {
                     let en = &mut lead.enrollments[i];
-                    en.pending_send = Some(PendingSend { send_id: intent.send_id.clone(), template: intent.template.clone(), claimed_at: now });
+                    en.pending_send = Some(PendingSend {
+                        send_id: intent.send_id.clone(),
+                        template: intent.template.clone(),
+                        claimed_at: now,
+                        claim: String::new(),
+                    });
                     en.due_at = None;
                     return Some(intent);
                 }
@@ -423,10 +438,17 @@ impl Engine {
             SendOutcome::Rejected { .. } => ("rejected", true),
             SendOutcome::Unknown => ("unknown", true),
             SendOutcome::Retry { .. } => ("retry", false),
+            SendOutcome::Blocked { .. } => ("blocked", false),
         };
-        en.log.push(StepLog::new(step, label, Some(p.template.clone()), now));
+        // A blocked account is retried for as long as it stays blocked: one log entry per
+        // step, not one per attempt, so the lead does not grow while an operator fixes it.
+        let repeated = label == "blocked" && en.log.last().is_some_and(|l| l.step == step && l.outcome == label);
+        if !repeated {
+            en.log.push(StepLog::new(step, label, Some(p.template.clone()), now));
+        }
         if !advance {
-            en.due_at = Some(now + chrono::Duration::minutes(1));
+            let wait = if label == "blocked" { chrono::Duration::seconds(BLOCKED_RETRY_SECS) } else { chrono::Duration::minutes(1) };
+            en.due_at = Some(now + wait);
             return;
         }
         en.step = step + 1;

@@ -21,7 +21,7 @@ mod merge;
 mod rules;
 mod stages;
 
-pub use campaigns::{SendIntent, SendOutcome, SEND_LEASE_SECS};
+pub use campaigns::{SendIntent, SendOutcome, BLOCKED_RETRY_SECS, SEND_LEASE_SECS};
 pub use stages::CrmAction;
 
 use crate::cond::{LeadFacts, Test, Val};
