@@ -161,17 +161,20 @@ impl Ember {
             if intents.is_empty() {
                 return Ok(sent);
             }
+            fail::fail_point!("drip-after-claim", |_| crate::failpoints::kill_self());
             // 2. Send what was claimed, then record each outcome.
             for intent in intents {
                 let outcome = match self.composer.compose(&intent, &rec.lead) {
                     Ok(email) => self.mailer.send(&email).await,
                     Err(reason) => ember_scoring::SendOutcome::Rejected { reason },
                 };
+                fail::fail_point!("drip-after-send", |_| crate::failpoints::kill_self());
                 if matches!(outcome, ember_scoring::SendOutcome::Sent { .. }) {
                     sent += 1;
                 }
                 let send_id = intent.send_id.clone();
                 self.change_lead(lead_id, now, "send", |e, l| e.send_done(l, &send_id, &outcome, now)).await?;
+                fail::fail_point!("drip-after-commit", |_| crate::failpoints::kill_self());
             }
         }
         Ok(sent)
