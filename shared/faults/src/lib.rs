@@ -16,5 +16,5 @@ pub mod ports;
 pub mod proxy;
 pub mod receiver;
 
-pub use proxy::{Fault, FaultPlan, FaultProxy, Peer};
+pub use proxy::{Applied, Fault, FaultPlan, FaultProxy, Peer};
 pub use receiver::{Received, Receiver};

@@ -12,7 +12,9 @@
 //! | `Slow` | the peer's answer, late | yes |
 //!
 //! Requests to moto's management API (`/moto-api/…`) are never faulted. [`FaultProxy::calm`]
-//! stops injecting (to let state converge), [`FaultProxy::injected`] counts what was done.
+//! stops injecting (to let state converge), [`FaultProxy::injected`] counts what was done, and
+//! [`FaultProxy::applied`] lists every request the peer itself answered with a 2xx — faulted
+//! or not, so also those whose answer the client never heard: what the peer really applied.
 
 use crate::http1::{read_message, Head};
 use rand::rngs::StdRng;
@@ -149,6 +151,22 @@ struct Shared {
     rng: Mutex<StdRng>,
     calm: AtomicBool,
     counts: Mutex<BTreeMap<(Peer, Option<Fault>), u64>>,
+    applied: Mutex<Vec<Applied>>,
+}
+
+/// A request the peer answered with a 2xx.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The peer.
+    pub peer: Peer,
+    /// Request target.
+    pub path: String,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// The peer's status.
+    pub status: u16,
+    /// What the client got instead of the answer, if anything.
+    pub fault: Option<Fault>,
 }
 
 impl Shared {
@@ -201,7 +219,7 @@ impl FaultProxy {
         let listener = TcpListener::from_std(std_listener)?;
         let addr = listener.local_addr()?;
         let rng = Mutex::new(StdRng::seed_from_u64(plan.seed));
-        let shared = Arc::new(Shared { upstream, default_peer, plan, rng, calm: AtomicBool::new(false), counts: Default::default() });
+        let shared = Arc::new(Shared { upstream, default_peer, plan, rng, calm: AtomicBool::new(false), counts: Default::default(), applied: Default::default() });
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -237,6 +255,11 @@ impl FaultProxy {
             *out.entry(*p).or_default() += n;
         }
         out
+    }
+
+    /// Every request of `peer` that the peer answered with a 2xx, in order.
+    pub fn applied(&self, peer: Peer) -> Vec<Applied> {
+        self.shared.applied.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|a| a.peer == peer).cloned().collect()
     }
 
     /// Total faults injected.
@@ -358,6 +381,10 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) {
                 return;
             }
         };
+        if (200..300).contains(&resp.head.status) && peer != Peer::Other {
+            let a = Applied { peer, path: req.head.path.clone(), body: req.body().to_vec(), status: resp.head.status, fault };
+            s.applied.lock().unwrap_or_else(|e| e.into_inner()).push(a);
+        }
         match fault {
             Some(Fault::ResetAfterForward) => {
                 // SO_LINGER 0: closing sends RST, the client sees "connection reset". (The
