@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use axum::body::Body;
 use ember_aws::Settings;
 use ember_delivery::RetryPolicy;
-use ember_faults::{FaultPlan, FaultProxy, Peer, Receiver};
+use ember_faults::{Fault, FaultPlan, FaultProxy, Peer, Receiver};
 use ember_lambda::schedule::{self, Invocation};
 use ember_lambda::{AwsStack, StackConfig, bus_events};
 use ember_scoring::Lead;
@@ -518,4 +518,39 @@ async fn eventbridge_handoff_and_dead_letters_under_faults_lose_nothing() {
     assert_eq!(duplicates, 0, "one webhook id per qualification");
     assert_eq!(outbox_left, 0, "every outbox published once the faults stopped");
     assert!(got.iter().all(|r| r.signature.starts_with("v1,")), "every delivery signed");
+}
+
+/// The suspected item of issue 11: the CRM is down and so is the dead-letter queue. The
+/// delivery can then be kept nowhere, so the invocation must fail (EventBridge retries it, and
+/// the rule's own dead-letter queue takes it) rather than succeed and lose it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: set EMBER_MOTO_ENDPOINT=$(scripts/moto) and run with --include-ignored"]
+async fn handoff_fails_when_neither_the_crm_nor_the_dead_letter_queue_takes_the_webhook() {
+    let direct = direct().await;
+    let (dlq, _) = queue(&aws_sdk_sqs::Client::new(&direct)).await;
+    let receiver = Receiver::start().await.expect("receiver");
+    let aws_proxy = FaultProxy::start(&moto(), Peer::Other, FaultPlan::new(seed()).with(Peer::Sqs, Fault::ServerError, 1.0))
+        .await
+        .expect("proxy");
+    let hook_proxy = FaultProxy::start(
+        &receiver.url().replace("/hooks/crm", ""),
+        Peer::Webhook,
+        FaultPlan::new(seed()).with(Peer::Webhook, Fault::ServerError, 1.0),
+    )
+    .await
+    .expect("proxy");
+    let table = table(&direct).await;
+    let st = stack(&faulted(&aws_proxy).await, &table, None, Some(dlq.clone()), Some(format!("{}/hooks/crm", hook_proxy.url())));
+    let envelope = json!({"detail-type": "lead.qualified", "source": "ember", "detail": {
+        "id": unique("msg"), "type": "lead.qualified", "at": "2026-03-02T09:00:00Z", "lead_id": "ld_suspected",
+        "data": {"lead_id": "ld_suspected", "stage": "sql"}}});
+    let result = bus_events::handle(&st, &envelope).await;
+    let letters = ember_aws::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&direct), dlq).len().await.expect("queue length");
+    println!(
+        "handoff: faults injected {}; invocation {}; letters kept {letters}",
+        print_faults("handoff", &[&aws_proxy, &hook_proxy]),
+        if result.is_ok() { "succeeded" } else { "failed" }
+    );
+    assert_eq!(letters, 0, "every SendMessage was refused");
+    assert!(result.is_err(), "the webhook was delivered nowhere and kept nowhere, yet the invocation succeeded: it is lost");
 }
