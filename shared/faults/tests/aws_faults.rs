@@ -421,7 +421,7 @@ async fn eventbridge_handoff_and_dead_letters_under_faults_lose_nothing() {
         .expect("target");
     let (dlq, _) = queue(&sqs).await;
     let receiver = Receiver::start().await.expect("receiver");
-    let plan = FaultPlan::new(seed()).all(Peer::EventBridge, 0.06).all(Peer::Sqs, 0.06).all(Peer::DynamoDb, 0.02).hold(Duration::from_millis(2500));
+    let plan = FaultPlan::new(seed()).all(Peer::EventBridge, 0.06).all(Peer::Sqs, 0.03).all(Peer::DynamoDb, 0.02).hold(Duration::from_millis(2500));
     let aws_proxy = FaultProxy::start(&moto(), Peer::Other, plan).await.expect("proxy");
     let hook_plan = FaultPlan::new(seed() + 1).all(Peer::Webhook, 0.12).hold(Duration::from_millis(1500));
     let hook_proxy = FaultProxy::start(&receiver.url().replace("/hooks/crm", ""), Peer::Webhook, hook_plan).await.expect("proxy");
