@@ -82,6 +82,9 @@ enum ScenarioCommand {
 }
 
 fn main() -> ExitCode {
+    // Crash-test builds only (feature `failpoints`): arms the points named in `FAILPOINTS`.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let result: Result<bool> = match cli.command {
         Command::Dev(args) => ember::runtime().and_then(|rt| rt.block_on(ember::dev::run(args))).map(|_| true),

@@ -87,6 +87,7 @@ impl Ember {
         if rec.lead.outbox.is_empty() {
             return rec;
         }
+        fail::fail_point!("before-publish", |_| crate::failpoints::kill_self());
         if let Err(e) = self.bus.publish(&rec.lead.outbox).await {
             tracing::warn!(lead_id = %rec.lead.id, error = %e, "publishing failed; the next drip run retries");
             return rec;

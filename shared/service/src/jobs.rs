@@ -186,6 +186,7 @@ impl Ember {
             if intents.is_empty() {
                 return Ok(sends);
             }
+            fail::fail_point!("drip-after-claim", |_| crate::failpoints::kill_self());
             // 2. Send what was claimed, then record each outcome.
             let mut not_sent = false;
             for intent in intents {
@@ -193,6 +194,7 @@ impl Ember {
                     Ok(email) => self.mailer.send(&email).await,
                     Err(reason) => ember_scoring::SendOutcome::Rejected { reason },
                 };
+                fail::fail_point!("drip-after-send", |_| crate::failpoints::kill_self());
                 match outcome {
                     ember_scoring::SendOutcome::Sent { .. } => sends.sent += 1,
                     ember_scoring::SendOutcome::Blocked { .. } => sends.blocked += 1,
@@ -201,6 +203,7 @@ impl Ember {
                 not_sent |= matches!(outcome, ember_scoring::SendOutcome::Retry { .. } | ember_scoring::SendOutcome::Blocked { .. });
                 let send_id = intent.send_id.clone();
                 self.change_lead(lead_id, now, "send", |e, l| e.send_done(l, &send_id, &outcome, now)).await?;
+                fail::fail_point!("drip-after-commit", |_| crate::failpoints::kill_self());
             }
             if not_sent {
                 // A send to try again later (throttled, unreachable, account blocked) waits for

@@ -16,6 +16,8 @@
 
 mod app;
 pub mod compose;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 mod feedback;
 pub mod handoff;
 mod identity_cache;
