@@ -1,6 +1,8 @@
 //! `ember webhooks replay`: sends the dead-letter queue's webhook deliveries again (same
 //! webhook id, fresh timestamp and signature), from the SQS queue of a deployed stack or the
-//! local `ember dev` data folder. What fails again goes back to the queue.
+//! local `ember dev` data folder. A letter leaves the queue only once it is delivered (or its
+//! endpoint answered 410): what fails again, or what the time budget leaves no time for, stays
+//! — killing the replay at any point loses nothing.
 
 use anyhow::{Context, Result};
 use ember_delivery::{FileDeadLetters, HttpWebhookSender, RetryPolicy};
@@ -28,6 +30,19 @@ pub struct ReplayArgs {
     /// At most this many deliveries.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    /// Time the whole replay may take (`30s`, `10m`, `2h`): retries and `Retry-After` waits
+    /// that would pass it are not waited for; those letters stay queued for the next replay.
+    #[arg(long, env = "EMBER_REPLAY_BUDGET", default_value = "10m", value_parser = parse_budget)]
+    pub budget: Duration,
+}
+
+/// A positive duration in the model's notation.
+fn parse_budget(text: &str) -> Result<Duration, String> {
+    let span = ember_scoring::Span::parse(text)?;
+    if span.secs() <= 0 {
+        return Err(format!("the budget must be longer than 0 s (got `{text}`)"));
+    }
+    Ok(Duration::from_secs(span.secs() as u64))
 }
 
 /// Replays; prints what happened. Returns whether nothing failed again.
@@ -50,7 +65,10 @@ pub async fn replay(args: ReplayArgs) -> Result<bool> {
     anyhow::ensure!(!hooks.is_empty(), "{}: the model has no handoff webhooks", args.model.display());
     let sender = HttpWebhookSender::new(RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(5)]), None);
     let handoff = Handoff::new(hooks, Arc::new(sender), dead, Arc::new(|| chrono::Utc::now().timestamp()));
-    let report = handoff.replay(args.limit).await.context("reading the dead-letter queue")?;
-    println!("replayed: {} delivered, {} disabled (410 Gone), {} failed again (back in the queue)", report.delivered, report.disabled, report.failed);
-    Ok(report.failed == 0)
+    let report = handoff.replay(args.limit, args.budget).await.context("reading the dead-letter queue")?;
+    println!(
+        "replayed: {} delivered, {} disabled (410 Gone), {} failed again (still in the queue), {} not tried within the budget (still in the queue)",
+        report.delivered, report.disabled, report.failed, report.left
+    );
+    Ok(report.failed == 0 && report.left == 0)
 }

@@ -187,6 +187,6 @@ fn webhooks_replay_sends_dead_letters_again() {
     let now = chrono::Utc::now().timestamp();
     ember_service::signing::verify(secret, "msg_dead_1", &header("webhook-timestamp"), &header("webhook-signature"), &body, now, 300)
         .expect("re-signed with a fresh timestamp");
-    let left = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
-    assert!(left.trim().is_empty(), "the queue is empty: {left}");
+    let left = ember_delivery::FileDeadLetters::new(dir.path().join("dead-letters.jsonl"));
+    assert!(left.is_empty().unwrap(), "the queue is empty: {:?}", std::fs::read_to_string(left.path()));
 }

@@ -1,15 +1,15 @@
 //! Dead letters in an SQS queue: webhook deliveries that exhausted their retries wait there
 //! (encrypted, 14 days by the stack's settings) until `ember webhooks replay` takes them out.
 //!
-//! Each message body is `{"delivery": …, "error": "…", "at": "…"}`. [`DeadLetters::take`]
-//! receives up to `limit` messages and deletes them once they are parsed; a message that does
-//! not parse is left in the queue (it becomes visible again, and the queue's own redrive policy
-//! moves it aside) and reported in the logs by message id only.
+//! Each message body is `{"delivery": …, "error": "…", "at": "…"}`. [`DeadLetters::lease`]
+//! receives up to `limit` messages and hides them for the replay's lease without deleting
+//! them; [`DeadLetters::remove`] deletes one once it is delivered. A replay that dies mid-way
+//! loses nothing: what it did not remove is visible again when the lease ends. A message that
+//! does not parse is left in the queue and reported in the logs by message id only.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use ember_service::ports::{BusError, DeadLetters, WebhookDelivery};
+use ember_service::ports::{BusError, DeadLetter, DeadLetters, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 
 /// One dead letter.
@@ -66,7 +66,11 @@ impl DeadLetters for SqsDeadLetters {
         Ok(())
     }
 
-    async fn take(&self, limit: usize) -> Result<Vec<WebhookDelivery>, BusError> {
+    /// Receives up to `limit` letters, hidden from other readers for `lease` (at most SQS's
+    /// 12 hours); none is deleted here. A message that does not parse is left alone and
+    /// reported by message id.
+    async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<DeadLetter>, BusError> {
+        let visibility = lease.as_secs().clamp(1, 12 * 3600) as i32;
         let mut taken = Vec::new();
         while taken.len() < limit {
             let want = (limit - taken.len()).min(10) as i32;
@@ -75,7 +79,7 @@ impl DeadLetters for SqsDeadLetters {
                 .receive_message()
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(want)
-                .visibility_timeout(120)
+                .visibility_timeout(visibility)
                 .wait_time_seconds(0)
                 .send()
                 .await
@@ -84,40 +88,28 @@ impl DeadLetters for SqsDeadLetters {
             if messages.is_empty() {
                 break;
             }
-            let mut delete = Vec::new();
-            for (i, m) in messages.into_iter().enumerate() {
-                match m.body().map(serde_json::from_str::<Letter>) {
-                    Some(Ok(letter)) => {
-                        taken.push(letter.delivery);
-                        if let Some(h) = m.receipt_handle() {
-                            delete.push(
-                                DeleteMessageBatchRequestEntry::builder()
-                                    .id(i.to_string())
-                                    .receipt_handle(h)
-                                    .build()
-                                    .map_err(|e| BusError(e.to_string()))?,
-                            );
-                        }
+            for m in messages {
+                match (m.body().map(serde_json::from_str::<Letter>), m.receipt_handle()) {
+                    (Some(Ok(letter)), Some(receipt)) => {
+                        taken.push(DeadLetter { delivery: letter.delivery, receipt: receipt.to_string() })
                     }
                     _ => tracing::error!(message_id = m.message_id().unwrap_or(""), "unreadable dead letter left in the queue"),
                 }
             }
-            if !delete.is_empty() {
-                let out = self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(delete))
-                    .send()
-                    .await
-                    .map_err(|e| BusError(format!("SQS DeleteMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-                if !out.failed().is_empty() {
-                    // They will come back after the visibility timeout: replaying one twice
-                    // resends the same webhook id, which receivers deduplicate.
-                    tracing::warn!(failed = out.failed().len(), "some dead letters could not be deleted");
-                }
-            }
         }
         Ok(taken)
+    }
+
+    /// Deletes the message. When that fails it comes back after its lease: replaying it again
+    /// resends the same webhook id, which receivers deduplicate.
+    async fn remove(&self, letter: &DeadLetter) -> Result<(), BusError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&letter.receipt)
+            .send()
+            .await
+            .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+        Ok(())
     }
 }

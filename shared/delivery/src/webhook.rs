@@ -5,10 +5,11 @@ use ember_service::ports::{DeliveryResult, WebhookDelivery, WebhookSender};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Retry schedule of [`HttpWebhookSender`]: the first attempt is immediate, then one retry
 /// after each delay; a `Retry-After` answer lengthens the next delay (up to `max_retry_after`).
+/// The caller's deadline bounds it all: a wait that would end past the deadline is not waited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Waits before attempts 2, 3, …
@@ -80,7 +81,7 @@ impl FileWebhookRecorder {
 #[async_trait]
 impl WebhookSender for FileWebhookRecorder {
     /// Records the delivery: `Delivered { attempts: 0 }` (nothing went over the network).
-    async fn deliver(&self, d: &WebhookDelivery) -> DeliveryResult {
+    async fn deliver(&self, d: &WebhookDelivery, _deadline: Instant) -> DeliveryResult {
         match self.append(d) {
             Ok(()) => {
                 tracing::info!(webhook_id = %d.id, hook = %d.hook, "webhook not configured; delivery recorded");
@@ -92,7 +93,9 @@ impl WebhookSender for FileWebhookRecorder {
 }
 
 /// POSTs deliveries (Standard Webhooks headers); retries 5xx, 408, 429 and network errors on the
-/// [`RetryPolicy`] schedule, honouring `Retry-After` (seconds, capped); stops at 410 (→
+/// [`RetryPolicy`] schedule, honouring `Retry-After` (seconds, capped), within the caller's
+/// deadline (each request's timeout is cut to the time left; a wait that does not fit ends the
+/// delivery as `Failed` at once, so the caller can dead-letter it in time); stops at 410 (→
 /// [`DeliveryResult::Disabled`]) and at other 3xx/4xx (permanent → `Failed` at once). Redirects
 /// are not followed. Deliveries without a URL go to the optional [`FileWebhookRecorder`] (without
 /// one they fail). Logs carry ids, status codes and attempt counts, never bodies.
@@ -146,19 +149,25 @@ impl HttpWebhookSender {
 
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
-    async fn deliver(&self, d: &WebhookDelivery) -> DeliveryResult {
+    async fn deliver(&self, d: &WebhookDelivery, deadline: Instant) -> DeliveryResult {
         let Some(url) = &d.url else {
             return match &self.unconfigured {
-                Some(r) => r.deliver(d).await,
+                Some(r) => r.deliver(d, deadline).await,
                 None => DeliveryResult::Failed { error: format!("webhook `{}` has no URL", d.hook), attempts: 0 },
             };
         };
         let mut attempts = 0u32;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::info!(webhook_id = %d.id, hook = %d.hook, attempts, "no time left for a webhook attempt");
+                return DeliveryResult::Failed { error: "no time left for an attempt".into(), attempts };
+            }
             attempts += 1;
             let mut req = self
                 .client
                 .post(url)
+                .timeout(self.policy.timeout.min(left))
                 .header("content-type", "application/json")
                 .header("webhook-id", &d.id)
                 .header("webhook-timestamp", d.timestamp.to_string());
@@ -201,7 +210,15 @@ impl WebhookSender for HttpWebhookSender {
                 }
             };
             match self.next_wait(attempts, retry_after) {
-                Some(wait) => tokio::time::sleep(wait).await,
+                Some(wait) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if wait >= left {
+                        tracing::info!(webhook_id = %d.id, hook = %d.hook, attempts, wait_secs = wait.as_secs(), left_secs = left.as_secs(), "the next webhook attempt would pass the deadline");
+                        let error = format!("{error}; the next attempt (in {} s) would pass the {} s left", wait.as_secs(), left.as_secs());
+                        return DeliveryResult::Failed { error, attempts };
+                    }
+                    tokio::time::sleep(wait).await
+                }
                 None => return DeliveryResult::Failed { error, attempts },
             }
         }
@@ -227,7 +244,7 @@ impl MemoryWebhookRecorder {
 
 #[async_trait]
 impl WebhookSender for MemoryWebhookRecorder {
-    async fn deliver(&self, d: &WebhookDelivery) -> DeliveryResult {
+    async fn deliver(&self, d: &WebhookDelivery, _deadline: Instant) -> DeliveryResult {
         self.deliveries.lock().unwrap_or_else(|e| e.into_inner()).push(d.clone());
         DeliveryResult::Delivered { attempts: 1 }
     }
@@ -304,6 +321,11 @@ mod tests {
         }
     }
 
+    /// A deadline no test reaches.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     fn fast() -> RetryPolicy {
         RetryPolicy {
             delays: vec![Duration::from_millis(10); 3],
@@ -315,7 +337,7 @@ mod tests {
     #[tokio::test]
     async fn retries_server_errors_then_delivers_signed() {
         let (url, hits, verified) = receiver(vec![(500, None), (503, None), (200, None)]).await;
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await;
         assert_eq!(r, DeliveryResult::Delivered { attempts: 3 });
         assert_eq!(hits.load(Ordering::SeqCst), 3);
         assert_eq!(verified.load(Ordering::SeqCst), 3, "every attempt carries a valid signature");
@@ -324,9 +346,9 @@ mod tests {
     #[tokio::test]
     async fn gone_disables_and_client_errors_fail_at_once() {
         let (url, _, _) = receiver(vec![(410, None)]).await;
-        assert_eq!(HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await, DeliveryResult::Disabled);
+        assert_eq!(HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await, DeliveryResult::Disabled);
         let (url, hits, _) = receiver(vec![(400, None)]).await;
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await;
         assert_eq!(r, DeliveryResult::Failed { error: "HTTP 400".into(), attempts: 1 });
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
@@ -335,11 +357,11 @@ mod tests {
     async fn honours_retry_after_and_gives_up() {
         let (url, _, _) = receiver(vec![(429, Some("1")), (200, None)]).await;
         let t = std::time::Instant::now();
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await;
         assert_eq!(r, DeliveryResult::Delivered { attempts: 2 });
         assert!(t.elapsed() >= Duration::from_millis(900), "waited for Retry-After");
         let (url, hits, _) = receiver(vec![(500, None); 10]).await;
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await;
         assert!(matches!(r, DeliveryResult::Failed { attempts: 4, .. }), "{r:?}");
         assert_eq!(hits.load(Ordering::SeqCst), 4);
     }
@@ -347,12 +369,12 @@ mod tests {
     #[tokio::test]
     async fn redirects_are_permanent_and_timeouts_are_retried() {
         let (url, hits, _) = receiver(vec![(302, None)]).await;
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await;
         assert_eq!(r, DeliveryResult::Failed { error: "HTTP 302".into(), attempts: 1 });
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         let (url, hits, verified) = receiver(vec![(408, None), (429, None), (200, None)]).await;
         assert_eq!(
-            HttpWebhookSender::new(fast(), None).deliver(&delivery(&url)).await,
+            HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), later()).await,
             DeliveryResult::Delivered { attempts: 3 }
         );
         assert_eq!((hits.load(Ordering::SeqCst), verified.load(Ordering::SeqCst)), (3, 3));
@@ -362,9 +384,9 @@ mod tests {
     async fn network_errors_are_retried_then_fail() {
         // A port nothing listens on: bind, note the address, close.
         let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&format!("http://{addr}/hook"))).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&format!("http://{addr}/hook")), later()).await;
         assert_eq!(r, DeliveryResult::Failed { error: "connection failed".into(), attempts: 4 });
-        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery("not a url")).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery("not a url"), later()).await;
         assert_eq!(r, DeliveryResult::Failed { error: "invalid URL".into(), attempts: 1 });
     }
 
@@ -374,10 +396,67 @@ mod tests {
         let policy = RetryPolicy { max_retry_after: Duration::from_millis(50), ..fast() };
         let t = std::time::Instant::now();
         assert_eq!(
-            HttpWebhookSender::new(policy, None).deliver(&delivery(&url)).await,
+            HttpWebhookSender::new(policy, None).deliver(&delivery(&url), later()).await,
             DeliveryResult::Delivered { attempts: 2 }
         );
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_deadline_is_not_waited_for() {
+        let (url, hits, _) = receiver(vec![(429, Some("3600")); 4]).await;
+        let policy = RetryPolicy { max_retry_after: Duration::from_secs(3600), ..fast() };
+        let t = Instant::now();
+        let r = HttpWebhookSender::new(policy, None).deliver(&delivery(&url), t + Duration::from_secs(5)).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "gave up at once: {:?}", t.elapsed());
+        let DeliveryResult::Failed { error, attempts: 1 } = r else { panic!("{r:?}") };
+        assert!(error.starts_with("HTTP 429; the next attempt (in 3600 s) would pass"), "{error}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // A deadline already passed: no attempt at all.
+        let r = HttpWebhookSender::new(fast(), None).deliver(&delivery(&url), Instant::now()).await;
+        assert!(matches!(r, DeliveryResult::Failed { attempts: 0, .. }), "{r:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    /// Two endpoints that are down, each with a retry schedule that alone nearly fills the
+    /// handoff's budget: the budget is shared, so handling the message ends within it and both
+    /// deliveries are in the dead-letter queue (on Lambda: 2 × (1 + 4 + 16 s of waits + 4 ×
+    /// 15 s timeouts) = 162 s against a 120 s function timeout).
+    #[tokio::test]
+    async fn handoff_to_two_endpoints_fits_one_budget() {
+        use ember_service::ports::{DeadLetters, MessageHandler};
+        let (a, hits_a, _) = receiver(vec![(503, None); 10]).await;
+        let (b, hits_b, _) = receiver(vec![(503, None); 10]).await;
+        let hook = |name: &str, url: String| ember_scoring::model::Webhook {
+            name: name.into(),
+            url: Some(url),
+            secret: Some(SECRET.into()),
+            url_source: String::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dead = std::sync::Arc::new(crate::FileDeadLetters::new(dir.path().join("dl.jsonl")));
+        let policy = RetryPolicy { delays: vec![Duration::from_millis(300); 3], ..fast() };
+        let handoff = ember_service::Handoff::new(
+            vec![hook("crm", a), hook("slack", b)],
+            Arc::new(HttpWebhookSender::new(policy, None)),
+            dead.clone(),
+            Arc::new(|| chrono::Utc::now().timestamp()),
+        )
+        .with_budget(Duration::from_millis(1000));
+        let message = ember_scoring::lead::Message {
+            id: "msg_1".into(),
+            kind: "lead.qualified".into(),
+            at: chrono::Utc::now(),
+            lead_id: "ld".into(),
+            data: serde_json::Value::Null,
+        };
+        let t = Instant::now();
+        handoff.handle(&message).await.expect("both failures are kept");
+        assert!(t.elapsed() < Duration::from_millis(1300), "within the budget: {:?}", t.elapsed());
+        let letters = dead.lease(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(letters.iter().map(|l| l.delivery.hook.as_str()).collect::<Vec<_>>(), ["crm", "slack"]);
+        assert!(hits_a.load(Ordering::SeqCst) >= 2, "the first endpoint was retried");
+        assert!(hits_b.load(Ordering::SeqCst) >= 1, "the second endpoint was tried");
     }
 
     #[tokio::test]
@@ -387,9 +466,9 @@ mod tests {
         let mut d = delivery("http://unused");
         d.url = None;
         let sender = HttpWebhookSender::new(fast(), Some(path.clone()));
-        assert_eq!(sender.deliver(&d).await, DeliveryResult::Delivered { attempts: 0 });
+        assert_eq!(sender.deliver(&d, later()).await, DeliveryResult::Delivered { attempts: 0 });
         assert_eq!(sender.recorder().unwrap().recorded().unwrap(), vec![d.clone()]);
-        let r = HttpWebhookSender::new(fast(), None).deliver(&d).await;
+        let r = HttpWebhookSender::new(fast(), None).deliver(&d, later()).await;
         assert!(matches!(r, DeliveryResult::Failed { attempts: 0, .. }), "{r:?}");
     }
 
@@ -397,7 +476,7 @@ mod tests {
     async fn memory_recorder_keeps_everything() {
         let m = MemoryWebhookRecorder::new();
         let d = delivery("http://unused");
-        assert_eq!(m.deliver(&d).await, DeliveryResult::Delivered { attempts: 1 });
+        assert_eq!(m.deliver(&d, later()).await, DeliveryResult::Delivered { attempts: 1 });
         assert_eq!(m.deliveries(), vec![d]);
     }
 }

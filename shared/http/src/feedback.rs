@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 use ember_service::signing::{self, SigningError};
-use ember_service::{Ember, Feedback, ServiceError};
+use ember_service::{Ember, Feedback, FeedbackOutcome, ServiceError};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 /// `POST /v1/crm/feedback`, signed with `EMBER_CRM_SECRET` (Standard Webhooks: `webhook-id`,
 /// `webhook-timestamp`, `webhook-signature` over the raw body; 5 minutes of tolerance).
+/// Applied once per `webhook-id`: the answer is the lead document with `"feedback": "applied"`,
+/// or `"duplicate"` for a request already applied (which changes nothing).
 pub(crate) async fn crm(
     State(ember): State<Ember>,
     Extension(config): Extension<Arc<ApiConfig>>,
@@ -55,9 +57,23 @@ pub(crate) async fn crm(
     })?;
     let fb: Feedback = serde_json::from_str(text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("not a feedback object: {e}")))?;
-    let lead = ember.crm_feedback(&fb).await?;
-    tracing::info!(lead_id = %lead.id, action = %fb.action, "CRM feedback applied");
-    Ok(Json(crate::lead_document(&ember, &lead)).into_response())
+    // The signature covers the `webhook-id`: it is the request's idempotency key (SPEC §3).
+    let outcome = ember.crm_feedback_once(&fb, header(&headers, "webhook-id")).await?;
+    let (lead, verdict) = match &outcome {
+        FeedbackOutcome::Applied(lead) => {
+            tracing::info!(lead_id = %lead.id, action = %fb.action, "CRM feedback applied");
+            (lead, "applied")
+        }
+        FeedbackOutcome::Duplicate(lead) => {
+            tracing::info!(lead_id = %lead.id, action = %fb.action, "CRM feedback already applied (same webhook-id): nothing changed");
+            (lead, "duplicate")
+        }
+    };
+    let mut doc = crate::lead_document(&ember, lead);
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("feedback".into(), verdict.into());
+    }
+    Ok(Json(doc).into_response())
 }
 
 /// The `token` query parameter.

@@ -6,7 +6,7 @@ use ember_delivery::{HttpWebhookSender, RetryPolicy};
 use std::time::Duration;
 use ember_scoring::{Engine, Model};
 use ember_service::compose::{ComposeSettings, Composer};
-use ember_service::ports::{Bus, BusError, Clock, DeadLetters, SystemClock, WebhookDelivery};
+use ember_service::ports::{Bus, BusError, Clock, DeadLetter, DeadLetters, SystemClock, WebhookDelivery};
 use ember_service::{Ember, Handoff};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,8 +119,11 @@ impl DeadLetters for LogDeadLetters {
         tracing::error!(webhook_id = %delivery.id, hook = %delivery.hook, error, "webhook failed and no dead-letter queue is configured");
         Err(BusError("no dead-letter queue configured (EMBER_DLQ_URL)".into()))
     }
-    async fn take(&self, _limit: usize) -> Result<Vec<WebhookDelivery>, BusError> {
+    async fn lease(&self, _limit: usize, _lease: Duration) -> Result<Vec<DeadLetter>, BusError> {
         Ok(Vec::new())
+    }
+    async fn remove(&self, _letter: &DeadLetter) -> Result<(), BusError> {
+        Ok(())
     }
 }
 

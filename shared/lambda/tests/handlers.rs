@@ -235,7 +235,7 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
 
     // Back up: the replay delivers it (same id, fresh signature) and empties the queue.
     receiver.set_status(200);
-    let report = fx.stack.handoff.replay(10).await.unwrap();
+    let report = fx.stack.handoff.replay(10, std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!(report.delivered, 1, "{report:?}");
     let got = receiver.take();
     assert_eq!(got[0].0.get("webhook-id").unwrap(), "msg_sample_failing");

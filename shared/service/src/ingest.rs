@@ -67,6 +67,14 @@ impl Ember {
                 return IngestStatus::Rejected { event_id, reason };
             }
         };
+        // Ember's own entries (CRM feedback, unsubscribes, jobs) take `sys:` ids derived from
+        // what they record; a client taking one first would make the real one a "duplicate".
+        if event.id.starts_with("sys:") {
+            return IngestStatus::Rejected {
+                event_id: Some(event.id.clone()),
+                reason: "`event_id` may not start with `sys:` (reserved for Ember's own entries)".into(),
+            };
+        }
         match self.apply_event(&event).await {
             Ok(s) => s,
             Err(e) => {

@@ -28,7 +28,7 @@ mod reports;
 pub mod signing;
 
 pub use app::{Ember, ServiceError, MAX_ATTEMPTS};
-pub use feedback::Feedback;
+pub use feedback::{feedback_entry_id, Feedback, FeedbackOutcome};
 pub use handoff::{Handoff, ReplayReport};
 pub use ingest::{IngestStatus, MAX_BATCH};
 pub use jobs::{JobReport, PAGE};

@@ -291,17 +291,34 @@ pub enum DeliveryResult {
 /// Delivers webhooks (HTTP with retries, or a recorder in tests and scenarios).
 #[async_trait]
 pub trait WebhookSender: Send + Sync {
-    /// Delivers one webhook, retrying as its policy says.
-    async fn deliver(&self, delivery: &WebhookDelivery) -> DeliveryResult;
+    /// Delivers one webhook, retrying as its policy says, but never past `deadline`: a retry
+    /// (or a `Retry-After`) that would end after it is not waited for, and the delivery is
+    /// `Failed` at once, for the caller to dead-letter while it still has time.
+    async fn deliver(&self, delivery: &WebhookDelivery, deadline: std::time::Instant) -> DeliveryResult;
 }
 
-/// Where failed webhook deliveries wait to be replayed.
+/// A dead letter read back for replay: the delivery and the store's handle on it (a queue's
+/// receipt handle, a file's key), to pass to [`DeadLetters::remove`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The delivery as it failed.
+    pub delivery: WebhookDelivery,
+    /// The store's handle on this letter.
+    pub receipt: String,
+}
+
+/// Where failed webhook deliveries wait to be replayed. A letter leaves the store only when
+/// [`DeadLetters::remove`] is called for it — after it was delivered (or its endpoint is
+/// gone) — so a replay that crashes or is killed mid-way loses nothing.
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     /// Stores a failed delivery.
     async fn put(&self, delivery: &WebhookDelivery, error: &str) -> Result<(), BusError>;
-    /// Takes up to `limit` deliveries out (for replay).
-    async fn take(&self, limit: usize) -> Result<Vec<WebhookDelivery>, BusError>;
+    /// Reads up to `limit` letters for replay, oldest first, without removing them. A queue
+    /// hides them from other readers for `lease` (they come back after it unless removed).
+    async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<DeadLetter>, BusError>;
+    /// Removes a letter read by [`DeadLetters::lease`].
+    async fn remove(&self, letter: &DeadLetter) -> Result<(), BusError>;
 }
 
 /// Something that consumes bus messages (the handoff service, reports' counters…). The local

@@ -32,9 +32,19 @@ pub enum CrmAction {
     },
 }
 
+/// Largest deal amount CRM feedback may carry (a trillion, in the CRM's currency): amounts are
+/// summed into reports, so one absurd value must not swamp them.
+pub const MAX_DEAL_AMOUNT: f64 = 1e12;
+
 impl CrmAction {
-    /// Parses an action name and optional amount.
+    /// Parses an action name and optional amount. An amount must be a finite number from 0 to
+    /// [`MAX_DEAL_AMOUNT`]; the error names the field.
     pub fn parse(action: &str, amount: Option<f64>) -> Result<CrmAction, String> {
+        if let Some(a) = amount {
+            if !a.is_finite() || !(0.0..=MAX_DEAL_AMOUNT).contains(&a) {
+                return Err(format!("`amount` must be a finite number from 0 to {MAX_DEAL_AMOUNT:.0} (got {a})"));
+            }
+        }
         Ok(match action {
             "accepted" => CrmAction::Accepted,
             "rejected" => CrmAction::Rejected,
