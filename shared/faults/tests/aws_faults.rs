@@ -465,7 +465,7 @@ async fn eventbridge_handoff_and_dead_letters_under_faults_lose_nothing() {
     envelopes.extend(late);
     let mut replayed = 0;
     for _ in 0..10 {
-        let r = st.handoff.replay(100).await.expect("replay");
+        let r = st.handoff.replay(100, std::time::Duration::from_secs(60)).await.expect("replay");
         replayed += r.delivered;
         if r.delivered + r.failed == 0 {
             break;
