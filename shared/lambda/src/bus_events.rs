@@ -22,10 +22,15 @@ pub enum BusEventError {
     Handoff(String),
 }
 
+/// The Ember message an EventBridge event (the whole envelope) carries in its `detail`.
+pub fn message(envelope: &Value) -> Result<Message, BusEventError> {
+    let detail = envelope.get("detail").cloned().ok_or_else(|| BusEventError::Shape("no `detail`".into()))?;
+    serde_json::from_value(detail).map_err(|e| BusEventError::Shape(e.to_string()))
+}
+
 /// Handles one EventBridge event (the whole envelope).
 pub async fn handle(stack: &AwsStack, envelope: &Value) -> Result<String, BusEventError> {
-    let detail = envelope.get("detail").cloned().ok_or_else(|| BusEventError::Shape("no `detail`".into()))?;
-    let message: Message = serde_json::from_value(detail).map_err(|e| BusEventError::Shape(e.to_string()))?;
+    let message = message(envelope)?;
     tracing::info!(message_type = %message.kind, message_id = %message.id, "handoff");
     stack.handoff.handle(&message).await.map_err(|e| BusEventError::Handoff(e.to_string()))?;
     Ok(message.id)

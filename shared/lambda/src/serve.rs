@@ -35,7 +35,11 @@ async fn stack() -> Result<Arc<AwsStack>, Error> {
 /// `ingest` and `api`: the HTTP router behind API Gateway.
 pub async fn http() -> Result<(), Error> {
     let stack = stack().await?;
-    lambda_http::run(crate::http::router(&stack)).await
+    // `lambda_http::run`, with each event made safe for its translation first.
+    let service = tower::ServiceBuilder::new()
+        .map_request(|ev: LambdaEvent<lambda_http::request::LambdaRequest>| LambdaEvent { payload: crate::http::safe_request(ev.payload), context: ev.context })
+        .service(lambda_http::Adapter::from(crate::http::router(&stack)));
+    lambda_runtime::run(service).await
 }
 
 /// `decay` and `drip`: Scheduler invocations.

@@ -177,9 +177,15 @@ pub struct RuleState {
     /// Last time it fired (for `count`: not again until `within` has passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_at: Option<Time>,
-    /// Awards inside the cap window: time and points per group (parallel to the rule's points).
+    /// Awards of a capped rule that can still matter, oldest first, one per distinct time:
+    /// time and points per group (parallel to the rule's points). What is kept, and for how
+    /// long, is described in the engine's `caps` module.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub awards: Vec<Award>,
+    /// Every award after this time is in `awards` (set when an award that gave points was
+    /// dropped): an event whose cap windows reach back to it earns nothing from the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awards_complete_after: Option<Time>,
     /// Matching event times inside the `count` window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hits: Vec<Time>,
@@ -188,8 +194,9 @@ pub struct RuleState {
     pub total: BTreeMap<String, i64>,
 }
 
-/// One firing of a capped rule: what it asked and what the cap let through. Fully capped
-/// firings are kept too, so a merge can re-apply the cap over both profiles exactly.
+/// The firings of a capped rule at one moment: what they asked and what the cap let through.
+/// Fully capped firings are kept too (while there is room), so a merge can re-apply the cap
+/// over both profiles from what each asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Award {
     /// When.

@@ -170,3 +170,171 @@ fn merge_recaps_a_capped_rule() {
     eng.merge(&mut known, anon, start() + Duration::hours(1));
     assert_eq!(known.scores["engagement"], 10, "two blog visits on one day: the 10/day cap holds after merge");
 }
+
+/// A model of capped rules only, with bounds wide enough never to cut: `click` lets more awards
+/// into one window (600 of 1 point a day) than a lead used to keep; `visit` fills its window
+/// at once; `download` caps two groups over a short window.
+fn capped_engine() -> Engine {
+    let yaml = r#"
+name: caps
+scores: { engagement: { min: 0, max: 100000000 }, fit: { min: 0, max: 100000000 } }
+rules:
+  - id: click
+    on: email_click
+    points: { engagement: 1 }
+    cap: { points: 600, per: 1d }
+  - id: visit
+    on: page_view
+    points: { engagement: 10 }
+    cap: { points: 10, per: 1d }
+  - id: download
+    on: download
+    points: { engagement: 3, fit: 2 }
+    cap: { points: 7, per: 2h }
+"#;
+    Engine::new(Arc::new(Model::from_yaml_str(yaml, "caps.yaml", None).expect("the caps model is valid")))
+}
+
+fn capped_event(n: usize, k: u8, at: Time) -> Event {
+    let kind = match k % 4 {
+        0 | 1 => "email_click",
+        2 => "page_view",
+        _ => "download",
+    };
+    let raw: RawEvent = serde_json::from_value(json!({
+        "event_id": format!("e{n}"), "type": kind, "occurred_at": at.to_rfc3339(), "email": "a@b.example"
+    }))
+    .unwrap();
+    raw.validate(at + Duration::days(3650), || unreachable!()).unwrap()
+}
+
+/// Points given, per (rule, group), with the time of the event that earned them.
+type Given = std::collections::BTreeMap<(String, String), Vec<(Time, i64)>>;
+
+fn ingest_all(eng: &Engine, lead: &mut Lead, events: &[(u8, i64)]) -> Given {
+    let mut given = Given::new();
+    for (n, (k, secs)) in events.iter().enumerate() {
+        let e = capped_event(n, *k, start() + Duration::seconds(*secs));
+        for c in eng.ingest(lead, &e).changes {
+            if let ember_scoring::Change::Points { source, group, given: g, .. } = c {
+                given.entry((source.to_string(), group.to_string())).or_default().push((e.at, g));
+            }
+        }
+    }
+    given
+}
+
+/// The fullest trailing window `(t - per, t]` of a list of awards.
+fn fullest(awards: &[(Time, i64)], per: Duration) -> i64 {
+    let mut v: Vec<(Time, i64)> = awards.iter().filter(|(_, g)| *g > 0).copied().collect();
+    v.sort();
+    let (mut lo, mut sum, mut best) = (0, 0, 0);
+    for hi in 0..v.len() {
+        sum += v[hi].1;
+        while v[lo].0 <= v[hi].0 - per {
+            sum -= v[lo].1;
+            lo += 1;
+        }
+        best = best.max(sum);
+    }
+    best
+}
+
+/// Checks every capped rule's windows and the size of its counters.
+fn check_caps(eng: &Engine, lead: &Lead, given: &Given) -> Result<(), TestCaseError> {
+    for rule in &eng.model().rules {
+        let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+        let Some(cap) = b.cap else { continue };
+        for (g, _) in &rule.points {
+            let group = &eng.model().scores[*g].name;
+            let awards = given.get(&(rule.id.clone(), group.clone())).map(Vec::as_slice).unwrap_or(&[]);
+            let most = fullest(awards, cap.per.to_chrono());
+            prop_assert!(most <= cap.points, "rule {} gave {most} {group} inside one {} window (cap {})", rule.id, cap.per, cap.points);
+        }
+        if let Some(state) = lead.rules.get(&rule.id) {
+            // At most 512 older awards, plus the ones that gave inside the latest window.
+            let bound = 512 + cap.points as usize * rule.points.len();
+            prop_assert!(state.awards.len() <= bound, "rule {} keeps {} awards (bound {bound})", rule.id, state.awards.len());
+            prop_assert!(state.awards.windows(2).all(|w| w[0].at < w[1].at), "awards sorted, one per time");
+        }
+    }
+    Ok(())
+}
+
+/// Event times in seconds from the start: most inside one busy day (many at the same second),
+/// some spread over 200 days, some backdated up to 400 days; in any order.
+fn unordered_times() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        6 => 0i64..(24 * 3600),
+        1 => (0i64..3600).prop_map(|s| s * 10),
+        2 => 0i64..(200 * 24 * 3600),
+        1 => -(400 * 24 * 3600)..0i64,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn caps_hold_in_every_window_whatever_the_order(events in prop::collection::vec((any::<u8>(), unordered_times()), 600..1100)) {
+        let eng = capped_engine();
+        let mut lead = eng.new_lead("l", start());
+        let given = ingest_all(&eng, &mut lead, &events);
+        check_caps(&eng, &lead, &given)?;
+        let size = serde_json::to_vec(&lead.rules).unwrap().len();
+        prop_assert!(size < 128 * 1024, "rule counters take {size} bytes");
+    }
+
+    #[test]
+    fn on_time_events_get_exactly_what_the_cap_leaves(mut events in prop::collection::vec((any::<u8>(), 0i64..(3 * 24 * 3600)), 600..1100)) {
+        // Events in time order: each award is what its trailing window leaves, no less.
+        events.sort_by_key(|(_, s)| *s);
+        let eng = capped_engine();
+        let mut lead = eng.new_lead("l", start());
+        let given = ingest_all(&eng, &mut lead, &events);
+        check_caps(&eng, &lead, &given)?;
+        for rule in &eng.model().rules {
+            let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let cap = b.cap.unwrap();
+            let per = cap.per.to_chrono();
+            for (g, n) in &rule.points {
+                let group = &eng.model().scores[*g].name;
+                let Some(awards) = given.get(&(rule.id.clone(), group.clone())) else { continue };
+                let mut expected: Vec<(Time, i64)> = Vec::new();
+                for (at, got) in awards {
+                    let used: i64 = expected.iter().filter(|(t, _)| *t > *at - per).map(|(_, x)| x).sum();
+                    let want = (*n).min(cap.points - used).max(0);
+                    prop_assert_eq!(*got, want, "rule {} at {}", rule.id, at);
+                    expected.push((*at, want));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn late_events_get_what_their_windows_leave(events in prop::collection::vec((any::<u8>(), -(3 * 24 * 3600)..(3 * 24 * 3600i64)), 1..200)) {
+        // Within the lateness horizon, out of order: each award is what the fullest window
+        // containing it leaves (windows ending from its time to one window later).
+        let eng = capped_engine();
+        let mut lead = eng.new_lead("l", start());
+        let given = ingest_all(&eng, &mut lead, &events);
+        check_caps(&eng, &lead, &given)?;
+        for rule in &eng.model().rules {
+            let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let cap = b.cap.unwrap();
+            let per = cap.per.to_chrono();
+            for (g, n) in &rule.points {
+                let group = &eng.model().scores[*g].name;
+                let Some(awards) = given.get(&(rule.id.clone(), group.clone())) else { continue };
+                let mut before: Vec<(Time, i64)> = Vec::new();
+                for (at, got) in awards {
+                    let ends = std::iter::once(*at).chain(before.iter().map(|(t, _)| *t).filter(|t| *t > *at && *t < *at + per));
+                    let most = ends.map(|end| before.iter().filter(|(t, _)| *t > end - per && *t <= end).map(|(_, x)| x).sum::<i64>()).max().unwrap_or(0);
+                    let want = (*n).min(cap.points - most).max(0);
+                    prop_assert_eq!(*got, want, "rule {} at {}", rule.id, at);
+                    before.push((*at, want));
+                }
+            }
+        }
+    }
+}

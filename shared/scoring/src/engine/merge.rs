@@ -8,7 +8,8 @@
 //! Combining is symmetric in the anonymous profiles: merging A then B gives the same lead as
 //! B then A.
 
-use super::rules::{prune_awards, prune_times};
+use super::caps;
+use super::rules::prune_times;
 use super::{Change, Engine, Outcome};
 use crate::lead::{EnrollmentStatus, Lead, RuleState};
 use crate::model::RuleKind;
@@ -154,6 +155,7 @@ fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: Ru
         first_at: min_opt(a.first_at, c.first_at),
         last_at: max_opt(a.last_at, c.last_at),
         awards: Vec::new(),
+        awards_complete_after: None,
         hits: Vec::new(),
         total: a.total.clone(),
     };
@@ -174,36 +176,14 @@ fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: Ru
     if let Some(cap) = b.cap {
         // Re-apply the cap, in time order, to what every firing asked; the difference with
         // what both profiles had given is what was counted twice.
-        let mut all: Vec<_> = a.awards.into_iter().chain(c.awards).collect();
-        for aw in &mut all {
-            if aw.asked.is_empty() {
-                aw.asked = aw.points.clone();
-            }
+        let all: Vec<_> = a.awards.into_iter().chain(c.awards).collect();
+        let complete_after = max_opt(a.awards_complete_after, c.awards_complete_after);
+        let (awards, complete_after, over) = caps::recap(all, complete_after, cap, names.len());
+        for (e, o) in excess.iter_mut().zip(over) {
+            *e += o;
         }
-        all.sort_by(|x, y| (x.at, &x.asked, &x.points).cmp(&(y.at, &y.asked, &y.points)));
-        let per = cap.per.to_chrono();
-        let mut kept: Vec<crate::lead::Award> = Vec::with_capacity(all.len());
-        for mut award in all {
-            for k in 0..award.asked.len() {
-                let ask = award.asked[k];
-                let before = award.points.get(k).copied().unwrap_or(0);
-                let now = if ask <= 0 {
-                    ask
-                } else {
-                    let used: i64 = kept.iter().filter(|x| x.at > award.at - per).map(|x| x.points.get(k).copied().unwrap_or(0).max(0)).sum();
-                    ask.min((cap.points - used).max(0))
-                };
-                if k < excess.len() {
-                    excess[k] += before - now;
-                }
-                if k < award.points.len() {
-                    award.points[k] = now;
-                }
-            }
-            kept.push(award);
-        }
-        prune_awards(&mut kept, per);
-        u.awards = kept;
+        u.awards = awards;
+        u.awards_complete_after = complete_after;
     }
     for (k, name) in names.iter().enumerate() {
         if excess[k] != 0 {

@@ -16,6 +16,7 @@
 //! event → entries.
 
 mod campaigns;
+mod caps;
 mod decay;
 mod merge;
 mod rules;

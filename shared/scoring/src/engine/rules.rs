@@ -1,6 +1,6 @@
 //! Identity and traits, consent, `did` trackers, behaviour rules (once, cap, count) and profile rules.
 
-use super::{Change, Engine, Outcome};
+use super::{caps, Change, Engine, Outcome};
 use crate::event::Event;
 use crate::lead::{Award, DidState, Lead, RuleState, Touch};
 use crate::model::RuleKind;
@@ -188,10 +188,16 @@ impl Engine {
             let mut allow = n;
             let mut note = None;
             if let (Some(cap), true) = (b.cap, n > 0) {
-                let left = (cap.points - cap_used(state, k, e.at, cap.per.to_chrono())).max(0);
-                if left < n {
-                    allow = left;
-                    note = self.cap_notes[i].clone();
+                match caps::left(state, k, e.at, cap) {
+                    Some(left) if left >= n => {}
+                    Some(left) => {
+                        allow = left;
+                        note = self.cap_notes[i].clone();
+                    }
+                    None => {
+                        allow = 0;
+                        note = Some(caps::TOO_LATE_NOTE.into());
+                    }
                 }
             }
             let given = self.add_points(lead, group, allow);
@@ -209,12 +215,11 @@ impl Engine {
             out.push(Change::Points { source: self.rule_ids[i].clone(), group: self.group_names[group].clone(), asked: n, given, note });
         }
         if let Some(cap) = b.cap {
-            let pos = state.awards.partition_point(|a| a.at <= e.at);
             // `asked` is kept only when the cap cut something (empty means "as given").
             let cut = rule.points.iter().zip(&award).any(|((_, n), g)| n != g);
             let asked = if cut { rule.points.iter().map(|(_, n)| *n).collect() } else { Vec::new() };
-            state.awards.insert(pos, Award { at: e.at, points: award, asked });
-            prune_awards(&mut state.awards, cap.per.to_chrono());
+            caps::record(&mut state.awards, Award { at: e.at, points: award, asked });
+            caps::prune(&mut state.awards, &mut state.awards_complete_after, cap.per.to_chrono());
         }
         true
     }
@@ -270,40 +275,6 @@ impl Engine {
     }
 }
 
-/// Points of group `k` already given inside any window of length `per` that contains `at`.
-fn cap_used(state: &RuleState, k: usize, at: Time, per: chrono::Duration) -> i64 {
-    let lo = at - per;
-    let hi = at + per;
-    // Awards are sorted by time: look only at the slice inside (lo, hi).
-    let from = state.awards.partition_point(|a| a.at <= lo);
-    let to = state.awards.partition_point(|a| a.at < hi);
-    state.awards[from..to.max(from)].iter().map(|a| a.points.get(k).copied().unwrap_or(0).max(0)).sum()
-}
-
-/// How long awards of capped rules are kept at least: long enough for a later anonymous →
-/// identified merge to re-check caps over both profiles' history.
-pub(crate) const AWARD_RETENTION_DAYS: i64 = 90;
-
-/// Most awards kept per rule.
-pub(crate) const MAX_AWARDS: usize = 512;
-
-/// Keeps the awards that can still matter: within two windows (and at least
-/// [`AWARD_RETENTION_DAYS`]) of the latest one, at most [`MAX_AWARDS`].
-pub(crate) fn prune_awards(awards: &mut Vec<Award>, per: chrono::Duration) {
-    if let Some(last) = awards.last().map(|a| a.at) {
-        let keep = (per + per).max(chrono::Duration::days(AWARD_RETENTION_DAYS));
-        let from = last - keep;
-        let cut = awards.partition_point(|a| a.at <= from);
-        if cut > 0 {
-            awards.drain(..cut);
-        }
-    }
-    if awards.len() > MAX_AWARDS {
-        let cut = awards.len() - MAX_AWARDS;
-        awards.drain(..cut);
-    }
-}
-
 /// Keeps times newer than `from` and at most `keep` of them (the newest).
 pub(crate) fn prune_times(times: &mut Vec<Time>, from: Option<Time>, keep: usize) {
     if let Some(from) = from {
@@ -320,4 +291,3 @@ pub(crate) fn prune_times(times: &mut Vec<Time>, from: Option<Time>, keep: usize
 pub(crate) fn trigger_matches(engine: &Engine, on: &str, filter: Option<&crate::cond::FieldMatch>, e: &Event) -> bool {
     !e.machine && e.kind == on && filter.is_none_or(|f| f.matches_props(&e.properties, &engine.model.lists))
 }
-

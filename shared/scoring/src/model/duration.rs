@@ -9,6 +9,10 @@ pub struct Span {
     secs: i64,
 }
 
+/// Longest span a model may write: 100 years (36,500 days). Longer ones are mistakes, and
+/// would overflow the time arithmetic of windows and waits.
+pub const MAX_SECS: i64 = 36_500 * 86_400;
+
 impl Span {
     /// A span of `secs` seconds.
     pub const fn from_secs(secs: i64) -> Self {
@@ -24,7 +28,8 @@ impl Span {
     }
 
     /// Parses `1d2h`, `90d`, `15m`… The string must be one or more `<digits><unit>` pairs with
-    /// units `s m h d w`, each unit at most once, largest first; `0s` is allowed.
+    /// units `s m h d w`, each unit at most once, largest first; `0s` is allowed, more than
+    /// [`MAX_SECS`] is not.
     pub fn parse(text: &str) -> Result<Span, String> {
         let t = text.trim();
         if t.is_empty() {
@@ -76,6 +81,9 @@ impl Span {
                 "`{text}` is not a duration: `{digits}` has no unit (write e.g. {digits}s, {digits}m, {digits}h or {digits}d)"
             ));
         }
+        if total > MAX_SECS {
+            return Err(format!("`{text}` is too long: at most 36500d (100 years)"));
+        }
         Ok(Span { secs: total })
     }
 }
@@ -117,6 +125,17 @@ mod tests {
         for bad in ["", "3", "d", "3mo", "1y", "2h1d", "1d1d", "-3d", "3 d"] {
             assert!(Span::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn durations_too_long_for_time_arithmetic_are_refused() {
+        // Such a span used to parse, then panic in `to_chrono` (more milliseconds than an i64
+        // holds) or when taken from an event's time.
+        for bad in ["9999999999999999s", "100000000w", "36600000d"] {
+            let e = Span::parse(bad).expect_err(bad);
+            assert!(e.contains("too long"), "{bad}: {e}");
+        }
+        assert_eq!(Span::parse("5200w").unwrap().secs(), 5200 * 7 * 86_400);
     }
 
     #[test]
