@@ -113,7 +113,7 @@ impl Ember {
             }
             let events = system_entry(&lead, what, now, outcome.changes, self.clock.now());
             let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
+            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
             let lead_after = commit.lead.clone();
             match self.store.commit(commit).await {
                 Ok(v) => return Ok(Some(self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await)),
@@ -146,7 +146,7 @@ impl Ember {
                 }
                 let events = system_entry(&lead, "drip", now, outcome.changes, self.clock.now());
                 let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
+                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
                 let lead_after = commit.lead.clone();
                 match self.store.commit(commit).await {
                     Ok(v) => {
