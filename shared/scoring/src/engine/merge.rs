@@ -109,14 +109,12 @@ impl Engine {
         into.stage_history.extend(from.stage_history.iter().cloned());
         into.stage_history.sort_by(|a, b| (a.at, &a.stage).cmp(&(b.at, &b.stage)));
         into.stage_history.dedup_by(|a, b| a.stage == b.stage && a.at == b.at);
-        // Enrollments: keep both histories; one active enrollment per campaign (the identified lead's).
-        for mut e in from.enrollments {
+        // Enrollments: keep both histories; one active enrollment per campaign. Where both
+        // are active, the identified lead's stays and the anonymous one is dropped (SPEC §2:
+        // not an exit, so neither the lead document nor the reports show one).
+        for e in from.enrollments {
             if e.status == EnrollmentStatus::Active && into.active_enrollment(&e.campaign).is_some() {
-                e.status = EnrollmentStatus::Exited;
-                e.ended_at = Some(now);
-                e.end_reason = Some("merged".into());
-                e.due_at = None;
-                e.pending_send = None;
+                continue;
             }
             into.enrollments.push(e);
         }
