@@ -170,7 +170,7 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
         // is one conditional write rather than a transaction (moto copies the whole table for
         // every transaction, which makes seeding 10,000 leads take hours there).
         let commit =
-            Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None, tallies: vec![] };
+            Commit { due: engine.due(&lead), lead, expected_version: None, events: vec![], claims: vec![], retire: None, release: None, tallies: vec![] };
         store.commit(commit).await.with_context(|| format!("creating lead {i}"))?;
     }
     let dir = tempfile::tempdir()?;

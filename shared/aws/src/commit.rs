@@ -1,6 +1,8 @@
 //! `Store::commit`: one `TransactWriteItems` (plus, for a merge too large for one transaction,
 //! identity moves ahead of it), cancellation reasons mapped to `Duplicate` / `Conflict`; a
-//! commit that changes only the lead is one conditional `UpdateItem` instead. The
+//! commit that changes only the lead is one conditional `UpdateItem` instead. A commit that
+//! takes identities from another lead (`Commit::release`) updates that lead in the same
+//! transaction, under its version. The
 //! commit's report counter increments ride in the same transaction (see `tallies`).
 
 use crate::keys::{
@@ -15,7 +17,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
 };
-use ember_service::ports::{Commit, DueKind, StoreError};
+use ember_service::ports::{Commit, DueKind, Release, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -43,6 +45,8 @@ enum Role {
     Retire,
     /// The committed lead's update, or a guard on it.
     Lead,
+    /// The update of the lead giving up identities (guarded by its version).
+    Release,
     /// A report counter increment (unconditional).
     Counter,
 }
@@ -76,6 +80,7 @@ fn key_bytes(item: &Item) -> usize {
 
 impl DynamoStore {
     pub(crate) async fn commit_impl(&self, c: Commit) -> Result<u64, StoreError> {
+        c.check_release()?;
         let id = c.lead.id.as_str();
         let new_version = match c.expected_version {
             None => 1,
@@ -146,7 +151,12 @@ impl DynamoStore {
 
         // Too many items for one transaction: a merge moves part of the retired lead's
         // identities ahead of the main transaction (guarded by both leads' versions).
-        let total = 2 * c.events.len() + identities.len() + usize::from(retire.is_some()) + 1 + c.tallies.len();
+        let total = 2 * c.events.len()
+            + identities.len()
+            + usize::from(retire.is_some())
+            + usize::from(c.release.is_some())
+            + 1
+            + c.tallies.len();
         if total > MAX_TRANSACTION_ITEMS {
             let excess = total - MAX_TRANSACTION_ITEMS;
             let movable = match (retire, c.expected_version) {
@@ -245,6 +255,10 @@ impl DynamoStore {
                 .build()
                 .map_err(build_err)?;
             plan.push(Planned { item: TransactWriteItem::builder().delete(del).build(), role: Role::Retire, bytes });
+        }
+
+        if let Some(r) = &c.release {
+            plan.push(self.release_update(r)?);
         }
 
         for t in &c.tallies {
@@ -352,6 +366,45 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         Ok(Planned { item: TransactWriteItem::builder().update(update).build(), role: Role::Lead, bytes })
+    }
+
+    /// The update of a lead giving up identities: its body and version (`version = :expected`),
+    /// the released keys taken out of its `identities` set; email and due attributes stay
+    /// (only its identities change).
+    fn release_update(&self, r: &Release) -> Result<Planned, StoreError> {
+        let rid = r.lead.id.as_str();
+        let body =
+            serde_json::to_string(&r.lead).map_err(|e| StoreError::Other(format!("serializing a lead: {e}")))?;
+        let next = r.expected_version.checked_add(1).ok_or_else(|| StoreError::Other(format!("lead {rid}: version overflow")))?;
+        let released: Vec<String> = r.identities.iter().map(|i| i.key()).collect();
+        let bytes = lead_pk(rid).len() + keys::PROFILE.len() + 4 + BODY.len() + body.len() + VERSION.len() + 8;
+        if bytes > MAX_ITEM_BYTES {
+            return Err(StoreError::Other(format!(
+                "lead {rid}: about {bytes} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte item limit"
+            )));
+        }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(lead_key(rid)))
+            .condition_expression("#v = :ev")
+            .expression_attribute_names("#body", BODY)
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":body", s(body))
+            .expression_attribute_values(":nv", n(next))
+            .expression_attribute_values(":ev", n(r.expected_version));
+        update = if released.is_empty() {
+            update.update_expression("SET #body = :body, #v = :nv")
+        } else {
+            update
+                .update_expression("SET #body = :body, #v = :nv DELETE #ids :ids")
+                .expression_attribute_names("#ids", IDENTITIES)
+                .expression_attribute_values(":ids", AttributeValue::Ss(released))
+        };
+        Ok(Planned {
+            item: TransactWriteItem::builder().update(update.build().map_err(build_err)?).build(),
+            role: Role::Release,
+            bytes,
+        })
     }
 
     /// Version and identity set of a lead (consistent read), `None` when absent.
@@ -611,6 +664,11 @@ fn classify<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>, roles: 
             }
             if failed(&|r| matches!(r, Role::Retire)).is_some() {
                 return Verdict::Fail(StoreError::Conflict("the retired lead changed (version check failed)".into()));
+            }
+            if failed(&|r| matches!(r, Role::Release)).is_some() {
+                return Verdict::Fail(StoreError::Conflict(
+                    "the lead giving up an identity changed (version check failed)".into(),
+                ));
             }
             if failed(&|r| matches!(r, Role::Identity | Role::Event)).is_some() {
                 return Verdict::Fail(StoreError::Conflict(

@@ -52,8 +52,11 @@
 //! Per event a dedupe put (`attribute_not_exists(PK)`) and the event put; per claim an identity
 //! put (`attribute_not_exists(PK)`, or `lead_id = :expected`); a merge adds an identity put per
 //! identity still pointing at the retired lead (`lead_id = :retired`) and the retired lead's
-//! delete (`version = :v`); last, the lead's update (`version = :expected`, or
-//! `attribute_not_exists(PK)` for a create) — an `UpdateItem` so `ADD identities` keeps the set.
+//! delete (`version = :v`); a commit taking identities from another lead (a cookie that
+//! follows the person who just identified on a shared browser) adds that lead's update: its
+//! body without them, `version = :v`, the keys `DELETE`d from its `identities`; last, the
+//! lead's update (`version = :expected`, or `attribute_not_exists(PK)` for a create) — an
+//! `UpdateItem` so `ADD identities` keeps the set.
 //! Cancellation reasons map to [`StoreError::Conflict`] (the lead's version, the retired lead,
 //! a claim) or [`StoreError::Duplicate`] (a dedupe put); throttling and transaction conflicts
 //! are retried with backoff ([`StoreError::Other`] / `Conflict` after that). A simple commit is

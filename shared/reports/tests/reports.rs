@@ -160,3 +160,57 @@ fn periods() {
     assert!(Period::parse(Some("2026-03-02"), Some("2026-03-01"), today).is_err());
     assert!(Period::parse(Some("yesterday"), None, today).is_err());
 }
+
+/// SPEC §2: when an anonymous profile with an active enrollment merges into a lead with one
+/// in the same campaign, the lead's own stays active and the other is dropped — not counted
+/// as an exit by the nurture report's counters.
+#[test]
+fn a_merged_duplicate_enrollment_is_not_counted_as_an_exit() {
+    let m = Arc::new(
+        Model::from_yaml_str(
+            r#"
+name: t
+timezone: UTC
+scores:
+  engagement: { min: 0, max: 100 }
+rules:
+  - { id: visit, on: page_view, points: { engagement: 1 } }
+stages:
+  - { id: lead, when: { identified: true } }
+templates:
+  hello: { subject: "Hi", html: "<p>Hi</p>" }
+email:
+  from: "a@x.com"
+  frequency_cap: { max: 3, per: 7d }
+campaigns:
+  - id: welcome
+    enter: { on: page_view }
+    steps:
+      - send: hello
+      - wait: 7d
+"#,
+            "t.yaml",
+            None,
+        )
+        .expect("model"),
+    );
+    let engine = Engine::new(m.clone());
+    let mut known = engine.new_lead("known", at("2026-03-02T10:00:00Z"));
+    engine.ingest(&mut known, &ev("k1", "page_view", "2026-03-02T10:00:00Z", json!({})));
+    let raw: RawEvent = serde_json::from_value(
+        json!({"event_id": "a1", "type": "page_view", "occurred_at": "2026-03-02T11:00:00Z", "anonymous_id": "c1"}),
+    )
+    .expect("raw");
+    let anon_event = raw.validate(at("2026-03-02T11:00:01Z"), || unreachable!()).expect("valid");
+    let mut anon = engine.new_lead("anon", at("2026-03-02T11:00:00Z"));
+    engine.ingest(&mut anon, &anon_event);
+    assert!(known.active_enrollment("welcome").is_some() && anon.active_enrollment("welcome").is_some());
+    let mut merged = known.clone();
+    engine.merge(&mut merged, anon.clone(), at("2026-03-02T12:00:00Z"));
+    let active: Vec<_> = merged.enrollments.iter().filter(|e| e.campaign == "welcome").collect();
+    assert_eq!(active.len(), 1, "one enrollment per campaign after the merge: {active:?}");
+    assert_eq!(merged.latest_enrollment("welcome").map(|e| e.entered_at), Some(at("2026-03-02T10:00:00Z")), "the lead's own");
+    let t = tallies(&m, Some(&known), &merged, Some(&anon));
+    let exits: Vec<_> = t.iter().filter(|t| t.key.ends_with("|exited")).collect();
+    assert!(exits.is_empty(), "a merge counts no exit: {exits:?}");
+}

@@ -131,18 +131,76 @@ proptest! {
         let anon2 = build(&c, "anon2", Some("c2"), None, 2000);
         let at = start() + Duration::days(30);
         let mut one = known.clone();
-        eng.merge(&mut one, anon1.clone(), at);
-        eng.merge(&mut one, anon2.clone(), at);
+        let mut bounded = bounds_cut(&eng.merge(&mut one, anon1.clone(), at));
+        bounded |= bounds_cut(&eng.merge(&mut one, anon2.clone(), at));
         let mut two = known.clone();
-        eng.merge(&mut two, anon2, at);
-        eng.merge(&mut two, anon1, at);
-        prop_assert_eq!(&one.scores, &two.scores);
-        prop_assert_eq!(&one.tags, &two.tags);
-        prop_assert_eq!(&one.stage, &two.stage);
+        bounded |= bounds_cut(&eng.merge(&mut two, anon2, at));
+        bounded |= bounds_cut(&eng.merge(&mut two, anon1, at));
         prop_assert_eq!(&one.rules, &two.rules);
         prop_assert_eq!(&one.did, &two.did);
         prop_assert_eq!(one.event_count, two.event_count);
+        // Bounds apply as each merge is applied (like events, in order): when a merge was cut
+        // by a bound, the order of the merges may change the scores, so only then they differ.
+        if !bounded {
+            prop_assert_eq!(&one.scores, &two.scores);
+            prop_assert_eq!(&one.earned, &two.earned);
+            prop_assert_eq!(&one.tags, &two.tags);
+            prop_assert_eq!(&one.stage, &two.stage);
+        }
     }
+
+    #[test]
+    fn merges_stay_within_bounds_and_add_up(a in history(), b in history(), c in history()) {
+        let eng = engine();
+        // Each profile with its timeline (the changes of its events).
+        let build = |h: &[(u8, i64)], id: &str, anon: Option<&str>, email: Option<&str>, base: usize| {
+            let mut lead: Lead = eng.new_lead(id, start());
+            let mut timeline = Vec::new();
+            for (n, (k, m)) in h.iter().enumerate() {
+                timeline.extend(eng.ingest(&mut lead, &event(base + n, *k, *m, email, anon)).changes);
+            }
+            (lead, timeline)
+        };
+        let (mut lead, mut timeline) = build(&a, "known", None, Some("x@y.example"), 0);
+        let (anon1, t1) = build(&b, "anon1", Some("c1"), None, 1000);
+        let (anon2, t2) = build(&c, "anon2", Some("c2"), None, 2000);
+        let at = start() + Duration::days(30);
+        timeline.extend(t1);
+        timeline.extend(eng.merge(&mut lead, anon1, at).changes);
+        check_bounds_and_sums(&eng, &lead, &timeline)?;
+        timeline.extend(t2);
+        timeline.extend(eng.merge(&mut lead, anon2, at).changes);
+        check_bounds_and_sums(&eng, &lead, &timeline)?;
+        // Decay after the merge starts from the score as shown, and keeps it adding up.
+        timeline.extend(eng.decay(&mut lead, at + Duration::days(400)).changes);
+        check_bounds_and_sums(&eng, &lead, &timeline)?;
+    }
+}
+
+/// Whether a merge's outcome cut points at a score's bounds.
+fn bounds_cut(out: &ember_scoring::Outcome) -> bool {
+    out.changes.iter().any(|c| matches!(c, ember_scoring::Change::Points { source, .. } if &**source == "merge"))
+}
+
+/// Every score within its bounds; its parts (initial + behaviour + profile, the lead
+/// document's breakdown) add up to it, and so do the points of the timeline.
+fn check_bounds_and_sums(eng: &Engine, lead: &Lead, timeline: &[ember_scoring::Change]) -> Result<(), TestCaseError> {
+    for g in &eng.model().scores {
+        let s = lead.scores[&g.name];
+        prop_assert!(s >= g.min && s <= g.max, "{} = {s} outside [{}, {}]", g.name, g.min, g.max);
+        let earned = lead.earned.get(&g.name).copied().unwrap_or(0);
+        let profile = lead.profile.get(&g.name).copied().unwrap_or(0);
+        prop_assert_eq!(g.initial + earned + profile, s, "{}: initial {} + behaviour {} + profile {} != score {}", g.name, g.initial, earned, profile, s);
+        let given: i64 = timeline
+            .iter()
+            .filter_map(|c| match c {
+                ember_scoring::Change::Points { group, given, .. } if **group == *g.name => Some(*given),
+                _ => None,
+            })
+            .sum();
+        prop_assert_eq!(g.initial + given, s, "{}: the timeline gives {} points, the score is {}", g.name, given, s);
+    }
+    Ok(())
 }
 
 #[test]
@@ -338,3 +396,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn merge_banks_no_points_beyond_max() {
+    let eng = engine();
+    // Two profiles of 400 engagement each (20 demo requests of 20 points, uncapped).
+    let profile = |id: &str, email: Option<&str>, anon: Option<&str>, base: usize| {
+        let mut lead = eng.new_lead(id, start());
+        for n in 0..20 {
+            eng.ingest(&mut lead, &event(base + n, 9, n as i64, email, anon));
+        }
+        lead
+    };
+    let mut known = profile("known", Some("x@y.example"), None, 0);
+    let anon = profile("anon", None, Some("c1"), 100);
+    assert_eq!((known.scores["engagement"], anon.scores["engagement"]), (400, 400));
+    let out = eng.merge(&mut known, anon, start() + Duration::hours(1));
+    assert_eq!(known.scores["engagement"], 500, "max 500");
+    assert_eq!(known.earned["engagement"], 500, "behaviour part within the bounds too, not 800");
+    let cut: i64 = out
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            ember_scoring::Change::Points { source, group, given, .. } if &**source == "merge" && &**group == "engagement" => Some(*given),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(cut, -300, "the merge records what the bound cut, so the timeline adds up");
+    // 90 days of inactivity: the decay (-10) shows at once, not after 300 banked points.
+    eng.decay(&mut known, start() + Duration::days(91));
+    assert_eq!(known.scores["engagement"], 490);
+}
+

@@ -102,6 +102,7 @@ impl Ember {
                 events: Vec::new(),
                 claims: Vec::new(),
                 retire: None,
+                release: None,
                 // Only the outbox changed: no report counter moves.
                 tallies: Vec::new(),
             };

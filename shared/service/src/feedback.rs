@@ -91,7 +91,7 @@ impl Ember {
             let outcome = self.engine.crm_feedback(&mut lead, &action, fb.reason.as_deref(), now);
             let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
             let events = vec![feedback_entry(&entry_id, &lead.id, &what, now, outcome.changes, self.clock.now())];
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
+            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
             let lead_after = commit.lead.clone();
             match self.store.commit(commit).await {
                 Ok(v) => {

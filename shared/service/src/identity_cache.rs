@@ -4,9 +4,11 @@
 //! The cache is only a hint. Ingest loads the lead it names and uses it only if that lead
 //! still holds the identity (its email, or the anonymous id among its cookies); a lead that
 //! is gone (merged away, erased) or no longer holds it sends ingest back to the store's
-//! identity items. Identities are re-pointed only by merges and erasure, both of which remove
-//! the old lead, so a stale entry is always detected. The commit itself is guarded by the
-//! lead's version as always. Bounded: when full, it starts again empty.
+//! identity items. Identities are re-pointed by merges and erasure, which remove the old
+//! lead, and by a cookie moving to another person, which takes the cookie out of the old
+//! lead's document in the same commit (under its version): a stale entry is always detected
+//! when the lead is read, and the commit's version guard covers a move made after that read.
+//! Bounded: when full, it starts again empty.
 
 use crate::ports::Identity;
 use ember_scoring::Lead;

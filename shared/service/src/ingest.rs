@@ -7,7 +7,7 @@
 //! identity claims in the same commit).
 
 use crate::app::{Ember, ServiceError, MAX_ATTEMPTS};
-use crate::ports::{Claim, Commit, Identity, LeadRecord, StoreError, StoredEvent};
+use crate::ports::{Claim, Commit, Identity, LeadRecord, Release, StoreError, StoredEvent};
 use ember_scoring::{Event, Lead, RawEvent};
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +112,7 @@ impl Ember {
                 }
                 Err(Resolve::Failed(e)) => return Err(e),
             };
-            let Plan { mut lead, version, claims, merge } = plan;
+            let Plan { mut lead, version, claims, merge, release } = plan;
             let model = self.engine.model();
             // Report counters: the facts the stored leads contribute now, taken away below
             // from the facts of the lead as committed.
@@ -151,12 +151,17 @@ impl Ember {
                 expected_version: version,
                 claims,
                 retire,
+                release,
                 tallies,
             };
             let lead_id = commit.lead.id.clone();
             let lead_after = commit.lead.clone();
+            let released = commit.release.as_ref().map(|r| r.identities.clone()).unwrap_or_default();
             match self.store.commit(commit).await {
                 Ok(v) => {
+                    for identity in &released {
+                        self.identities.forget(identity);
+                    }
                     self.identities.remember(&lead_after);
                     if !lead_after.outbox.is_empty() {
                         self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await;
@@ -198,19 +203,30 @@ impl Ember {
             Some(a) => self.lookup(a, use_cache).await?,
             None => (None, false),
         };
-        // A lead named by a cached hint must still hold the identity; otherwise the hint is
-        // stale and resolution starts again from the store.
-        let hinted = [(email_hint, email.clone(), by_email.clone()), (anon_hint, anon.clone(), by_anon.clone())];
+        // A lead found through an identity must still hold it. For a cached hint, a lead that
+        // does not is a stale hint; for the store's identity item, the identity moved between
+        // the look-up and the read (a cookie that followed another person): either way
+        // resolution starts again from the store. Once the lead is read, its version guards
+        // the commit: moving an identity away changes the previous owner's version.
+        let found = [(email_hint, email.clone(), by_email.clone()), (anon_hint, anon.clone(), by_anon.clone())];
         let load = |id: String| {
-            let hinted = &hinted;
+            let found = &found;
             async move {
                 let rec = self.store.get(&id).await.map_err(|e| Resolve::Failed(e.into()))?;
-                for (hint, identity, target) in hinted.iter() {
-                    if let (true, Some(identity), Some(target)) = (hint, identity, target) {
-                        if *target == id && !rec.as_ref().is_some_and(|r| crate::identity_cache::holds(&r.lead, identity)) {
-                            self.identities.forget(identity);
-                            return Err(Resolve::Stale);
-                        }
+                for (hint, identity, target) in found.iter() {
+                    let (Some(identity), Some(target)) = (identity, target) else { continue };
+                    if *target != id || rec.as_ref().is_some_and(|r| crate::identity_cache::holds(&r.lead, identity)) {
+                        continue;
+                    }
+                    if *hint {
+                        self.identities.forget(identity);
+                        return Err(Resolve::Stale);
+                    }
+                    // Read the identity again: if it still names this lead, the item is
+                    // what counts (a lead whose document never listed it).
+                    let now = self.store.lookup(identity).await.map_err(|e| Resolve::Failed(e.into()))?;
+                    if now.as_deref() != Some(id.as_str()) {
+                        return Err(Resolve::Stale);
                     }
                 }
                 rec.ok_or_else(|| Resolve::Failed(ServiceError::Store(StoreError::Conflict(format!("lead {id} vanished")))))
@@ -220,7 +236,7 @@ impl Ember {
         match (by_email, by_anon) {
             (Some(a), Some(b)) if a == b => {
                 let rec = load(a).await?;
-                Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: vec![], merge: None })
+                Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: vec![], merge: None, release: None })
             }
             (Some(a), Some(b)) => {
                 let target = load(a.clone()).await?;
@@ -233,15 +249,22 @@ impl Ember {
                         .iter()
                         .map(|x| Claim { identity: Identity::Anonymous(x.clone()), expected_owner: Some(b.clone()) })
                         .collect();
-                    Ok(Plan { lead: target.lead, version: Some(target.version), claims, merge: Some(other) })
+                    Ok(Plan { lead: target.lead, version: Some(target.version), claims, merge: Some(other), release: None })
                 } else {
-                    // A shared browser: the cookie now belongs to this person; nothing is merged.
-                    Ok(Plan { lead: target.lead, version: Some(target.version), claims: anon_claim(Some(b)).into_iter().collect(), merge: None })
+                    // A shared browser: the cookie now belongs to this person; nothing is
+                    // merged, and the other person's lead gives the cookie up.
+                    Ok(Plan {
+                        lead: target.lead,
+                        version: Some(target.version),
+                        claims: anon_claim(Some(b)).into_iter().collect(),
+                        merge: None,
+                        release: release(other, anon.as_ref()),
+                    })
                 }
             }
             (Some(a), None) => {
                 let rec = load(a).await?;
-                Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: anon_claim(None).into_iter().collect(), merge: None })
+                Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: anon_claim(None).into_iter().collect(), merge: None, release: None })
             }
             (None, Some(b)) => {
                 let rec = load(b.clone()).await?;
@@ -249,19 +272,18 @@ impl Ember {
                     (Some(email), None) => {
                         // The anonymous profile is identified.
                         let claims = vec![Claim { identity: Identity::Email(email.clone()), expected_owner: None }];
-                        Ok(Plan { lead: rec.lead, version: Some(rec.version), claims, merge: None })
+                        Ok(Plan { lead: rec.lead, version: Some(rec.version), claims, merge: None, release: None })
                     }
                     (Some(email), Some(_)) => {
                         // Someone else on a browser known as another lead: a new lead, and the
-                        // cookie follows the person who just identified.
+                        // cookie follows the person who just identified (the other lead gives
+                        // it up in the same commit).
                         let lead = self.engine.new_lead(new_lead_id(), e.at);
-                        let claims = vec![
-                            Claim { identity: Identity::Email(email.clone()), expected_owner: None },
-                            Claim { identity: Identity::Anonymous(e.anonymous_id.clone().unwrap_or_default()), expected_owner: Some(b) },
-                        ];
-                        Ok(Plan { lead, version: None, claims, merge: None })
+                        let mut claims = vec![Claim { identity: Identity::Email(email.clone()), expected_owner: None }];
+                        claims.extend(anon_claim(Some(b)));
+                        Ok(Plan { lead, version: None, claims, merge: None, release: release(rec, anon.as_ref()) })
                     }
-                    (None, _) => Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: vec![], merge: None }),
+                    (None, _) => Ok(Plan { lead: rec.lead, version: Some(rec.version), claims: vec![], merge: None, release: None }),
                 }
             }
             (None, None) => {
@@ -271,10 +293,19 @@ impl Ember {
                     claims.push(Claim { identity: Identity::Email(m.clone()), expected_owner: None });
                 }
                 claims.extend(anon_claim(None));
-                Ok(Plan { lead, version: None, claims, merge: None })
+                Ok(Plan { lead, version: None, claims, merge: None, release: None })
             }
         }
     }
+}
+
+/// The previous owner of a cookie giving it up: its stored state without the cookie.
+fn release(mut owner: LeadRecord, cookie: Option<&Identity>) -> Option<Release> {
+    let identity = cookie?.clone();
+    if let Identity::Anonymous(a) = &identity {
+        owner.lead.anonymous_ids.retain(|x| x != a);
+    }
+    Some(Release { lead: owner.lead, expected_version: owner.version, identities: vec![identity] })
 }
 
 /// Why a resolution did not produce a plan.
@@ -296,4 +327,5 @@ struct Plan {
     version: Option<u64>,
     claims: Vec<Claim>,
     merge: Option<LeadRecord>,
+    release: Option<Release>,
 }

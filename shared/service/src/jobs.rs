@@ -120,7 +120,7 @@ impl Ember {
             }
             let events = system_entry(&lead, what, now, outcome.changes, self.clock.now());
             let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
+            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
             let lead_after = commit.lead.clone();
             match self.store.commit(commit).await {
                 Ok(v) => return Ok(Some(self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await)),
@@ -165,7 +165,7 @@ impl Ember {
                 mark_claims(&mut lead, &intents, &token);
                 let events = system_entry(&lead, "drip", now, outcome.changes, self.clock.now());
                 let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, tallies };
+                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
                 let lead_after = commit.lead.clone();
                 let written = match self.store.commit(commit).await {
                     Ok(v) => Some(LeadRecord { lead: lead_after, version: v }),

@@ -62,6 +62,21 @@ pub struct Claim {
     pub expected_owner: Option<String>,
 }
 
+/// A lead that gives up identities in a commit: a cookie moving to the person who just
+/// identified on a browser known as another lead. Its new state (without the identities) is
+/// written in the same atomic commit, guarded by its version, so no later event can find the
+/// identity on both leads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    /// The previous owner's new state: as stored, minus the released identities.
+    pub lead: Lead,
+    /// Version it must have now (the commit conflicts otherwise); it gets `+1`.
+    pub expected_version: u64,
+    /// Identities it gives up. Each must be claimed by this commit with the previous owner as
+    /// its `expected_owner`.
+    pub identities: Vec<Identity>,
+}
+
 /// Everything one change writes, atomically: all of it or none of it.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -77,9 +92,37 @@ pub struct Commit {
     pub claims: Vec<Claim>,
     /// A lead merged into this one, to delete (id and the version it must have).
     pub retire: Option<(String, u64)>,
+    /// Another lead losing identities claimed here (it keeps its due times: only its
+    /// identities change).
+    pub release: Option<Release>,
     /// Report counter increments caused by this change ([`ember_reports::tallies`]), applied
     /// in the same atomic write (never to be applied when the commit fails).
     pub tallies: Vec<Tally>,
+}
+
+impl Commit {
+    /// Checks the shape of [`Commit::release`] (stores run it before writing anything): the
+    /// released lead is neither the committed nor the retired one, and every identity it gives
+    /// up is claimed by this commit from it.
+    pub fn check_release(&self) -> Result<(), StoreError> {
+        let Some(r) = &self.release else { return Ok(()) };
+        let rid = r.lead.id.as_str();
+        if rid == self.lead.id || self.retire.as_ref().is_some_and(|(x, _)| x == rid) {
+            return Err(StoreError::Other(format!(
+                "lead {}: a commit cannot release identities of lead {rid}, which it also writes or retires",
+                self.lead.id
+            )));
+        }
+        for identity in &r.identities {
+            if !self.claims.iter().any(|c| c.identity == *identity && c.expected_owner.as_deref() == Some(rid)) {
+                return Err(StoreError::Other(format!(
+                    "lead {}: releases an identity of lead {rid} without claiming it from that lead",
+                    self.lead.id
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Scheduled work kinds, each with its own index.
@@ -134,8 +177,9 @@ pub enum StoreError {
 }
 
 /// Where leads, identities and events live. Implementations guarantee: a commit is atomic;
-/// it fails with `Conflict` when `expected_version` or a claim's `expected_owner` does not hold,
-/// and with `Duplicate` when an event id exists; due queries read only what is due.
+/// it fails with `Conflict` when `expected_version`, a claim's `expected_owner` or the
+/// released lead's version does not hold, and with `Duplicate` when an event id exists; due
+/// queries read only what is due.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The lead an identity points at.

@@ -69,10 +69,12 @@
 //! rounded *up* (a lead is never reported due before it is), and `now` is rounded down; the
 //! due time returned by [`Store::due`] is the stored (rounded) one. Bodies keep full precision.
 //!
-//! # Merges and erasure
+//! # Merges, released identities and erasure
 //!
 //! A commit that retires a lead deletes its row and re-points every identity still pointing at
-//! it to the surviving lead. The retired lead's events stay recorded under its own id (they are
+//! it to the surviving lead. A commit that releases identities (a cookie following another
+//! person) rewrites the previous owner's body in the same transaction, under its version; its
+//! due columns stay (only its identities change). The retired lead's events stay recorded under its own id (they are
 //! its timeline; the survivor lists it in `merged_from`). [`Store::erase`] therefore erases the
 //! events of the lead *and* of every lead in its `merged_from`, so no part of the person's
 //! history survives an erasure.
@@ -319,6 +321,25 @@ fn commit_tx(conn: &mut Connection, c: &Commit) -> Result<u64, StoreError> {
         )
         .and_then(|mut s| s.execute(params![key, id]))
         .map_err(ctx("writing an identity"))?;
+    }
+
+    // 3b. The previous owner of claimed identities gives them up, under its version.
+    if let Some(r) = &c.release {
+        c.check_release()?;
+        let rid = r.lead.id.as_str();
+        let body = serde_json::to_string(&r.lead).map_err(json_err("serializing a released lead"))?;
+        let next = r.expected_version.checked_add(1).ok_or_else(|| StoreError::Other(format!("lead {rid}: version overflow")))?;
+        let (next, expected) = (to_i64(next)?, to_i64(r.expected_version)?);
+        let n = tx
+            .prepare_cached("UPDATE leads SET version = ?2, body = ?3, email = ?4 WHERE id = ?1 AND version = ?5")
+            .and_then(|mut s| s.execute(params![rid, next, body, r.lead.email, expected]))
+            .map_err(ctx("writing a released lead"))?;
+        if n != 1 {
+            return Err(match version_of(&tx, rid)? {
+                Some(v) => StoreError::Conflict(format!("released lead {rid} is at version {v}, expected {}", r.expected_version)),
+                None => StoreError::Conflict(format!("released lead {rid} does not exist")),
+            });
+        }
     }
 
     // 4. Retire the merged lead; its remaining identities follow the survivor.

@@ -31,6 +31,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+mod release;
+pub use release::{release_moves_an_identity_atomically, release_must_match_a_claim, release_of_a_stale_owner_conflicts};
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -101,6 +104,9 @@ define_checks!($
     tallies_add_up,
     concurrent_tallies,
     reports_match_the_leads,
+    release_moves_an_identity_atomically,
+    release_of_a_stale_owner_conflicts,
+    release_must_match_a_claim,
 );
 
 /// Runs every check in [`CHECKS`], each on a fresh store from `make`; the guard returned with
@@ -183,7 +189,7 @@ pub fn event(id: &str, lead_id: &str, at: Time) -> StoredEvent {
 
 /// A commit of `lead` expecting `expected_version`, with nothing else.
 pub fn commit(lead: Lead, expected_version: Option<u64>) -> Commit {
-    Commit { lead, expected_version, due: Due::default(), events: vec![], claims: vec![], retire: None, tallies: vec![] }
+    Commit { lead, expected_version, due: Due::default(), events: vec![], claims: vec![], retire: None, release: None, tallies: vec![] }
 }
 
 /// A claim.

@@ -5,12 +5,15 @@
 //! counters are united and re-checked (a `once` rule both sides fired keeps one award; awards
 //! of a capped rule are re-capped over the united windows), `did` counters and tags are
 //! united, the earliest first touch and creation time win, and the stage is the further one.
-//! Combining is symmetric in the anonymous profiles: merging A then B gives the same lead as
-//! B then A.
+//! Profile rules are united (one held by both counts once) and re-evaluated on the merged
+//! lead. Scores stay within their bounds: what the sum of the two profiles would put past
+//! `min` or `max` is cut (a `merge` entry on the timeline), never banked. Combining is
+//! symmetric in the anonymous profiles — merging A then B gives the same lead as B then A —
+//! unless a bound cuts, which, as for events, applies in the order the merges happen.
 
 use super::caps;
 use super::rules::prune_times;
-use super::{Change, Engine, Outcome};
+use super::{Change, Engine, Outcome, BOUNDS_NOTE};
 use crate::lead::{EnrollmentStatus, Lead, RuleState};
 use crate::model::RuleKind;
 use crate::Time;
@@ -107,14 +110,12 @@ impl Engine {
         into.stage_history.extend(from.stage_history.iter().cloned());
         into.stage_history.sort_by(|a, b| (a.at, &a.stage).cmp(&(b.at, &b.stage)));
         into.stage_history.dedup_by(|a, b| a.stage == b.stage && a.at == b.at);
-        // Enrollments: keep both histories; one active enrollment per campaign (the identified lead's).
-        for mut e in from.enrollments {
+        // Enrollments: keep both histories; one active enrollment per campaign. Where both
+        // are active, the identified lead's stays and the anonymous one is dropped (SPEC §2:
+        // not an exit, so neither the lead document nor the reports show one).
+        for e in from.enrollments {
             if e.status == EnrollmentStatus::Active && into.active_enrollment(&e.campaign).is_some() {
-                e.status = EnrollmentStatus::Exited;
-                e.ended_at = Some(now);
-                e.end_reason = Some("merged".into());
-                e.due_at = None;
-                e.pending_send = None;
+                continue;
             }
             into.enrollments.push(e);
         }
@@ -126,9 +127,43 @@ impl Engine {
             into.handoff = from.handoff;
         }
         into.outbox.extend(from.outbox);
+        // Profile rules: a rule both profiles held was counted on both timelines; the rules are
+        // then re-evaluated on the merged lead (which records what stops or starts holding).
+        self.unite_profile_rules(into, &from.profile_rules, &mut out);
+        self.profile(into, true, &mut out);
+        // Bounds (SPEC §2): the merged parts are kept within [min, max] like any change;
+        // what would pass a bound is not banked, and the cut is recorded.
+        for g in &self.model.scores {
+            let earned = into.earned.get(&g.name).copied().unwrap_or(0);
+            let total = g.initial + earned + into.profile.get(&g.name).copied().unwrap_or(0);
+            let cut = total.clamp(g.min, g.max) - total;
+            if cut != 0 {
+                into.earned.insert(g.name.clone(), earned + cut);
+                out.push(Change::Points { source: "merge".into(), group: g.name.as_str().into(), asked: cut, given: cut, note: Some(BOUNDS_NOTE.into()) });
+            }
+        }
         // Everything derived is recomputed from the united state.
         self.after_change(into, None, now, true, &mut out);
         out
+    }
+
+    /// Adds the profile rules `theirs` (the merged profile's) to `into`'s, with their points;
+    /// a rule held by both is counted once, and the second count is taken back on the timeline.
+    fn unite_profile_rules(&self, into: &mut Lead, theirs: &std::collections::BTreeSet<String>, out: &mut Outcome) {
+        for r in &self.model.rules {
+            if !theirs.contains(&r.id) {
+                continue;
+            }
+            let both = !into.profile_rules.insert(r.id.clone());
+            for &(g, n) in &r.points {
+                let name = &self.model.scores[g].name;
+                if both {
+                    out.push(Change::Points { source: r.id.as_str().into(), group: name.as_str().into(), asked: -n, given: -n, note: Some("merge: counted on both profiles".into()) });
+                } else {
+                    *into.profile.entry(name.clone()).or_insert(0) += n;
+                }
+            }
+        }
     }
 }
 
