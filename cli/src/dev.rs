@@ -70,6 +70,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let store = Arc::new(SqliteStore::open(&args.data.join("ember.db")).context("opening the embedded store")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+    let (webhooks, recorded) = http_webhooks(&args.data);
+    // What `ember import` recorded in this data folder holds people too: erasure reaches it.
+    let imported = Arc::new(ember_delivery::FileWebhookRecorder::new(args.data.join(crate::local::IMPORT_WEBHOOKS)));
     let stack = LocalStack::open(
         Arc::new(model),
         store,
@@ -78,8 +81,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
             public_url,
             unsubscribe_secret: unsubscribe_secret(&args.data)?,
             clock: clock.clone(),
-            webhooks: http_webhooks(&args.data),
+            webhooks,
             mailer: None,
+            copies: vec![recorded, imported],
         },
     )?;
     let ember = stack.ember.clone();
