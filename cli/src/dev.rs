@@ -65,9 +65,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
         tracing::warn!("{w}");
     }
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    // Every setting is read before anything starts: a mistake is refused before a port opens.
+    let api = crate::keys::dev_api_config(&args.data)?;
     let store = Arc::new(SqliteStore::open(&args.data.join("ember.db")).context("opening the embedded store")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+    let (webhooks, recorded) = http_webhooks(&args.data);
+    // What `ember import` recorded in this data folder holds people too: erasure reaches it.
+    let imported = Arc::new(ember_delivery::FileWebhookRecorder::new(args.data.join(crate::local::IMPORT_WEBHOOKS)));
     let stack = LocalStack::open(
         Arc::new(model),
         store,
@@ -76,8 +81,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
             public_url,
             unsubscribe_secret: unsubscribe_secret(&args.data)?,
             clock: clock.clone(),
-            webhooks: http_webhooks(&args.data),
+            webhooks,
             mailer: None,
+            copies: vec![recorded, imported],
         },
     )?;
     let ember = stack.ember.clone();
@@ -103,7 +109,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
         data = %args.data.display(),
         "ember dev is running: POST /v1/events, GET /v1/leads/{{id}}, GET /v1/leads?email="
     );
-    let api = crate::keys::dev_api_config(&args.data)?;
     axum::serve(listener, ember_http::router(ember, api))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

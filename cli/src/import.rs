@@ -238,10 +238,11 @@ async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
         StoreKind::Embedded => Arc::new(ember_store_sqlite::SqliteStore::open(&common.data.join("ember.db")).context("opening the embedded store")?),
         StoreKind::Dynamodb => Arc::new(ember_aws::DynamoStore::from_env().await?),
     };
-    let webhooks: Arc<dyn WebhookSender> = if common.deliver_webhooks {
+    let (webhooks, recorder): (Arc<dyn WebhookSender>, Arc<FileWebhookRecorder>) = if common.deliver_webhooks {
         crate::local::http_webhooks(&common.data)
     } else {
-        Arc::new(FileWebhookRecorder::new(common.data.join("import-webhooks.jsonl")))
+        let r = Arc::new(FileWebhookRecorder::new(common.data.join(crate::local::IMPORT_WEBHOOKS)));
+        (r.clone(), r)
     };
     let stack = LocalStack::open(
         model,
@@ -254,6 +255,7 @@ async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
             clock: Arc::new(SystemClock),
             webhooks,
             mailer: None,
+            copies: vec![recorder],
         },
     )?;
     let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);

@@ -62,7 +62,9 @@ pub fn dev_api_config(data: &Path) -> Result<ApiConfig> {
     let path = data.join("keys.json");
     let saved: Option<DevKeys> = match std::fs::read_to_string(&path) {
         Ok(s) => Some(serde_json::from_str(&s).with_context(|| format!("{} is corrupt; delete it to get new keys", path.display()))?),
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // Unreadable is not absent: making new keys would overwrite the file.
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let needs_keys = config.keys.is_empty();
     if !needs_keys && config.crm_secret.is_some() {
@@ -97,6 +99,9 @@ pub fn dev_api_config(data: &Path) -> Result<ApiConfig> {
         config.keys = ApiKeys::parse(&saved.write, &saved.admin).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     if config.crm_secret.is_none() {
+        ember_service::signing::secret_key(&saved.crm_secret).map_err(|_| {
+            anyhow::anyhow!("{}: crm_secret must be a Standard Webhooks secret (`whsec_` followed by base64)", path.display())
+        })?;
         config.crm_secret = Some(saved.crm_secret);
     }
     Ok(config)

@@ -4,10 +4,10 @@
 
 use crate::scenario::Harness;
 use anyhow::{Context, Result};
-use ember_delivery::{FileDeadLetters, HttpWebhookSender, LocalBus, MemoryWebhookRecorder, OutboxMailer};
+use ember_delivery::{FileDeadLetters, FileWebhookRecorder, HttpWebhookSender, LocalBus, MemoryWebhookRecorder, OutboxMailer, RetryPolicy};
 use ember_scoring::{Engine, Model, Time};
 use ember_service::compose::{ComposeSettings, Composer};
-use ember_service::ports::{Clock, Mailer, ManualClock, MessageHandler, OutgoingEmail, Store, WebhookSender};
+use ember_service::ports::{Clock, Mailer, ManualClock, MessageHandler, OutgoingEmail, PersonalCopies, Store, WebhookSender};
 use ember_service::{Ember, Handoff};
 use ember_store_sqlite::SqliteStore;
 use std::path::Path;
@@ -35,10 +35,14 @@ pub struct LocalOptions {
     pub webhooks: Arc<dyn WebhookSender>,
     /// The mailer (default: the outbox under the data folder).
     pub mailer: Option<Arc<dyn Mailer>>,
+    /// Files the webhook sender writes personal data to (recorded deliveries), for erasure to
+    /// reach besides the outbox and the dead letters, which the stack adds itself.
+    pub copies: Vec<Arc<dyn PersonalCopies>>,
 }
 
 impl LocalStack {
-    /// Wires the services over `store`, keeping mail and dead letters under `data_dir`.
+    /// Wires the services over `store`, keeping mail and dead letters under `data_dir`. Erasing a
+    /// lead erases it from the outbox, the dead letters and `opts.copies` too.
     pub fn open(model: Arc<Model>, store: Arc<dyn Store>, data_dir: &Path, opts: LocalOptions) -> Result<LocalStack> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let engine = Arc::new(Engine::new(model.clone()));
@@ -49,14 +53,17 @@ impl LocalStack {
         .map_err(|errs| anyhow::anyhow!("templates do not compile:\n{}", errs.join("\n")))?;
         let outbox = Arc::new(OutboxMailer::new(data_dir.join("outbox")).context("opening the outbox")?);
         let dead = Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl")));
+        let dead_letters: Arc<dyn ember_service::ports::DeadLetters> = dead.clone();
         let clock = opts.clock.clone();
         let now_secs = Arc::new(move || clock.now().timestamp());
         let webhooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
-        let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead, now_secs));
+        let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead_letters, now_secs));
         let handlers: Vec<Arc<dyn MessageHandler>> = vec![handoff.clone()];
         let bus = Arc::new(LocalBus::new(handlers));
         let mailer: Arc<dyn Mailer> = opts.mailer.unwrap_or_else(|| outbox.clone());
-        let ember = Ember::new(engine, store, mailer, bus, opts.clock, Arc::new(composer));
+        let mut copies: Vec<Arc<dyn PersonalCopies>> = vec![outbox.clone(), dead];
+        copies.extend(opts.copies);
+        let ember = Ember::new(engine, store, mailer, bus, opts.clock, Arc::new(composer)).with_copies(copies);
         Ok(LocalStack { ember, handoff, outbox })
     }
 }
@@ -154,6 +161,7 @@ impl ScenarioHarness {
                 clock: clock.clone(),
                 webhooks: recorder.clone(),
                 mailer: ses.clone().map(|m| m as Arc<dyn Mailer>),
+                copies: Vec::new(),
             },
         )?;
         Ok(ScenarioHarness { stack, clock, recorder, ses })
@@ -179,8 +187,13 @@ impl Harness for ScenarioHarness {
     }
 }
 
+/// File of the deliveries `ember import` records instead of sending (in the data folder).
+pub const IMPORT_WEBHOOKS: &str = "import-webhooks.jsonl";
+
 /// The default webhook sender for `ember dev`: HTTP with retries; unconfigured webhooks are
-/// recorded in `data_dir/webhooks.jsonl`.
-pub fn http_webhooks(data_dir: &Path) -> Arc<dyn WebhookSender> {
-    Arc::new(HttpWebhookSender::local_default(data_dir.join("webhooks.jsonl")))
+/// recorded in `data_dir/webhooks.jsonl` by the recorder returned beside it (one lock for the
+/// sender's appends and erasure's rewrites: put it in [`LocalOptions::copies`]).
+pub fn http_webhooks(data_dir: &Path) -> (Arc<dyn WebhookSender>, Arc<FileWebhookRecorder>) {
+    let recorder = Arc::new(FileWebhookRecorder::new(data_dir.join("webhooks.jsonl")));
+    (Arc::new(HttpWebhookSender::with_recorder(RetryPolicy::default(), recorder.clone())), recorder)
 }

@@ -27,9 +27,9 @@ fn scenario_files() -> Vec<PathBuf> {
 
 /// Every email and personal name in a YAML document: values of `email` / `lead` keys that look
 /// like addresses, and of name-like trait keys.
-fn personal_values(v: &serde_yaml::Value, out: &mut Vec<String>) {
+fn personal_values(v: &serde_norway::Value, out: &mut Vec<String>) {
     match v {
-        serde_yaml::Value::Mapping(m) => {
+        serde_norway::Value::Mapping(m) => {
             for (k, val) in m {
                 let key = k.as_str().unwrap_or("");
                 if let Some(s) = val.as_str() {
@@ -45,7 +45,7 @@ fn personal_values(v: &serde_yaml::Value, out: &mut Vec<String>) {
                 personal_values(val, out);
             }
         }
-        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| personal_values(i, out)),
+        serde_norway::Value::Sequence(items) => items.iter().for_each(|i| personal_values(i, out)),
         _ => {}
     }
 }
@@ -78,7 +78,7 @@ fn scenario_logs_hold_no_email_or_name() {
     assert!(files.len() >= 10, "the scenarios are found: {files:?}");
     let mut needles = Vec::new();
     for f in &files {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         personal_values(&doc, &mut needles);
     }
     needles.sort();

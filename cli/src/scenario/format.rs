@@ -142,7 +142,7 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario> {
         let src = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&src).with_context(|| format!("{}: not valid YAML", path.display()))?;
+        let yaml: serde_norway::Value = serde_norway::from_str(&src).with_context(|| format!("{}: not valid YAML", path.display()))?;
         let doc: Value = serde_json::to_value(yaml).with_context(|| format!("{}: unsupported YAML", path.display()))?;
         Self::from_value(&doc, path).with_context(|| format!("{}", path.display()))
     }

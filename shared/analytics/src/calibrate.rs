@@ -292,7 +292,7 @@ impl Table {
 pub enum WriteError {
     /// The base model's YAML could not be read or written.
     #[error("model YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     /// The base model has no `rules` list.
     #[error("the base model has no `rules` list")]
     NoRules,
@@ -307,19 +307,19 @@ pub enum WriteError {
 /// kept as it was (comments are not: the YAML is re-serialised). Rules without a suggestion keep their points.
 /// Returns the new YAML and how many rules changed.
 pub fn write_model(base_yaml: &str, model: &Model, table: &Table, header: &str) -> Result<(String, usize), WriteError> {
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(base_yaml)?;
+    let mut doc: serde_norway::Value = serde_norway::from_str(base_yaml)?;
     let rules = doc.get_mut("rules").and_then(|r| r.as_sequence_mut()).ok_or(WriteError::NoRules)?;
     let mut changed = 0;
     for (i, r) in model.rules.iter().enumerate() {
         let Some(row) = table.rows.iter().find(|x| x.name == r.id) else { continue };
         let (Some(points), Some(group)) = (row.points, &row.group) else { continue };
         let Some(map) = rules.get_mut(i).and_then(|x| x.get_mut("points")).and_then(|p| p.as_mapping_mut()) else { continue };
-        let key = serde_yaml::Value::String(group.clone());
+        let key = serde_norway::Value::String(group.clone());
         let before = map.get(&key).and_then(|v| v.as_i64());
         if before == Some(points) {
             continue;
         }
-        map.insert(key, serde_yaml::Value::Number(points.into()));
+        map.insert(key, serde_norway::Value::Number(points.into()));
         changed += 1;
         // A cap keeps its meaning (how many awards fit in the window): its points scale with
         // the rule's.
@@ -327,12 +327,12 @@ pub fn write_model(base_yaml: &str, model: &Model, table: &Table, header: &str) 
             if let Some(cap) = rules.get_mut(i).and_then(|x| x.get_mut("cap")).and_then(|c| c.get_mut("points")) {
                 if let Some(c) = cap.as_i64() {
                     let scaled = ((c as f64) * points as f64 / old as f64).round().max(points as f64) as i64;
-                    *cap = serde_yaml::Value::Number(scaled.into());
+                    *cap = serde_norway::Value::Number(scaled.into());
                 }
             }
         }
     }
-    let body = serde_yaml::to_string(&doc)?;
+    let body = serde_norway::to_string(&doc)?;
     let header: String = header.lines().map(|l| format!("# {l}\n")).collect();
     Ok((format!("{header}{body}"), changed))
 }
@@ -481,8 +481,8 @@ mod tests {
         let (yaml, changed) = write_model(base, &model, &table, "from a test").unwrap();
         assert_eq!(changed, 1);
         assert!(yaml.starts_with("# from a test\n"));
-        let out: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
-        let mut want: serde_yaml::Value = serde_yaml::from_str(base).unwrap();
+        let out: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+        let mut want: serde_norway::Value = serde_norway::from_str(base).unwrap();
         want["rules"][0]["points"]["engagement"] = 30.into();
         want["rules"][0]["cap"]["points"] = 60.into(); // two awards a day, as before
         assert_eq!(out, want);

@@ -1,7 +1,7 @@
 //! Dead letters in a JSON-lines file.
 
 use async_trait::async_trait;
-use ember_service::ports::{BusError, DeadLetter, DeadLetters, WebhookDelivery};
+use ember_service::ports::{BusError, DeadLetter, DeadLetters, PersonalCopies, StoreError, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,17 @@ impl DeadLetters for FileDeadLetters {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let line = serde_json::to_string(&Removed { removed: letter.receipt.clone() }).map_err(|e| BusError(e.to_string()))?;
         self.append(&line)
+    }
+}
+
+#[async_trait]
+impl PersonalCopies for FileDeadLetters {
+    /// Rewrites the file (atomically) without the letters about these leads: an erased person's
+    /// webhook is never replayed.
+    async fn erase_leads(&self, lead_ids: &[String]) -> Result<usize, StoreError> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        crate::files::erase_lines(&self.path, lead_ids, |v| v.get("delivery")?.get("lead_id")?.as_str())
+            .map_err(|e| StoreError::Other(format!("erasing dead letters: {e}")))
     }
 }
 

@@ -8,6 +8,9 @@
 //!   [`MemoryWebhookRecorder`] keeps deliveries in memory (scenarios, tests);
 //! - [`LocalBus`]: delivers domain messages in-process to handlers (the handoff service);
 //! - [`FileDeadLetters`]: failed deliveries in a JSON-lines file, replayable.
+//!
+//! The three file adapters hold what was sent, personal data included: each implements
+//! [`ember_service::ports::PersonalCopies`], so erasing a lead erases it there too.
 
 //!
 //! None of them logs bodies or addresses: logs carry ids, status codes and attempt counts.
@@ -16,6 +19,7 @@
 
 mod bus;
 mod dead_letters;
+mod files;
 mod outbox;
 mod webhook;
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ember_scoring::SendOutcome;
-use ember_service::ports::{Mailer, OutgoingEmail};
+use ember_service::ports::{Mailer, OutgoingEmail, PersonalCopies, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -103,6 +103,35 @@ impl OutboxMailer {
         writeln!(f, "{}", serde_json::to_string(&entry).map_err(std::io::Error::other)?)?;
         state.insert(email.send_id.clone(), message_id.clone());
         Ok(message_id)
+    }
+}
+
+impl OutboxMailer {
+    /// Removes the emails of these leads: their `.eml` files first, then their lines of
+    /// `index.jsonl` (rewritten atomically), so an interrupted erasure is finished by the next
+    /// one (the index still names the files left). The send ids stay known in memory, without
+    /// any personal data, so a late retry of the same send writes nothing.
+    fn erase(&self, lead_ids: &[String]) -> std::io::Result<usize> {
+        let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for e in self.read_index()?.iter().filter(|e| lead_ids.contains(&e.lead_id)) {
+            // Only a plain file name of this folder: the index is data, not a path to follow.
+            if e.file.is_empty() || e.file.contains(['/', '\\']) || e.file.starts_with('.') {
+                continue;
+            }
+            match std::fs::remove_file(self.dir.join(&e.file)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        crate::files::erase_lines(&self.dir.join("index.jsonl"), lead_ids, |v| v.get("lead_id")?.as_str())
+    }
+}
+
+#[async_trait]
+impl PersonalCopies for OutboxMailer {
+    async fn erase_leads(&self, lead_ids: &[String]) -> Result<usize, StoreError> {
+        self.erase(lead_ids).map_err(|e| StoreError::Other(format!("erasing from the outbox: {e}")))
     }
 }
 
@@ -280,6 +309,25 @@ mod tests {
             outcomes.push(t.await.unwrap());
         }
         assert!(outcomes.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(m.sent().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn erasing_a_lead_removes_its_files_and_index_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = OutboxMailer::new(dir.path()).unwrap();
+        m.send(&email("s1")).await;
+        let other = OutgoingEmail { lead_id: "ld_2".into(), to: "kept@example.org".into(), ..email("s2") };
+        m.send(&other).await;
+        std::fs::OpenOptions::new().append(true).open(dir.path().join("index.jsonl")).unwrap().write_all(b"not json\n").unwrap();
+        assert_eq!(m.erase_leads(&["ld_1".into()]).await.unwrap(), 1);
+        let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left.len(), 2, "the other lead's .eml and the index: {left:?}");
+        let index = std::fs::read_to_string(dir.path().join("index.jsonl")).unwrap();
+        assert!(!index.contains("lea@example.fr") && index.contains("kept@example.org"), "{index}");
+        assert!(index.contains("not json"), "a line that does not parse is kept, not dropped");
+        assert_eq!(m.erase_leads(&["ld_1".into()]).await.unwrap(), 0, "a second erasure finds nothing");
+        assert_eq!(m.send(&email("s1")).await, m.send(&email("s1")).await, "a late retry of an erased send writes nothing");
         assert_eq!(m.sent().unwrap().len(), 1);
     }
 

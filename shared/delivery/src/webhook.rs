@@ -1,7 +1,8 @@
 //! Webhook deliveries (Standard Webhooks) over HTTP, with retries; and a recorder.
 
 use async_trait::async_trait;
-use ember_service::ports::{DeliveryResult, WebhookDelivery, WebhookSender};
+use ember_service::ports::{DeliveryResult, PersonalCopies, StoreError, WebhookDelivery, WebhookSender};
+use std::sync::Arc;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,6 +80,16 @@ impl FileWebhookRecorder {
 }
 
 #[async_trait]
+impl PersonalCopies for FileWebhookRecorder {
+    /// Rewrites the file (atomically) without the deliveries about these leads.
+    async fn erase_leads(&self, lead_ids: &[String]) -> Result<usize, StoreError> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        crate::files::erase_lines(&self.path, lead_ids, |v| v.get("lead_id")?.as_str())
+            .map_err(|e| StoreError::Other(format!("erasing recorded webhooks: {e}")))
+    }
+}
+
+#[async_trait]
 impl WebhookSender for FileWebhookRecorder {
     /// Records the delivery: `Delivered { attempts: 0 }` (nothing went over the network).
     async fn deliver(&self, d: &WebhookDelivery, _deadline: Instant) -> DeliveryResult {
@@ -102,7 +113,7 @@ impl WebhookSender for FileWebhookRecorder {
 pub struct HttpWebhookSender {
     client: reqwest::Client,
     policy: RetryPolicy,
-    unconfigured: Option<FileWebhookRecorder>,
+    unconfigured: Option<Arc<FileWebhookRecorder>>,
 }
 
 impl std::fmt::Debug for HttpWebhookSender {
@@ -127,7 +138,15 @@ impl HttpWebhookSender {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with static settings");
-        HttpWebhookSender { client, policy, unconfigured: unconfigured.map(FileWebhookRecorder::new) }
+        HttpWebhookSender { client, policy, unconfigured: unconfigured.map(|p| Arc::new(FileWebhookRecorder::new(p))) }
+    }
+
+    /// A sender with this policy whose deliveries without a URL go to `recorder`, shared with
+    /// whoever else writes that file (erasure: one lock for appends and rewrites).
+    pub fn with_recorder(policy: RetryPolicy, recorder: Arc<FileWebhookRecorder>) -> HttpWebhookSender {
+        let mut sender = HttpWebhookSender::new(policy, None);
+        sender.unconfigured = Some(recorder);
+        sender
     }
 
     /// The local default: the default policy, unconfigured deliveries kept in `path`.
@@ -137,7 +156,7 @@ impl HttpWebhookSender {
 
     /// The recorder of unconfigured deliveries, if any.
     pub fn recorder(&self) -> Option<&FileWebhookRecorder> {
-        self.unconfigured.as_ref()
+        self.unconfigured.as_deref()
     }
 
     /// The wait before attempt `attempts + 1`, or `None` when the schedule is exhausted.

@@ -36,6 +36,9 @@ pub enum KeyError {
         /// What is wrong.
         problem: String,
     },
+    /// `EMBER_CRM_SECRET` is set but is not a Standard Webhooks secret.
+    #[error("EMBER_CRM_SECRET must be a Standard Webhooks secret: `whsec_` followed by base64 (the value is not shown)")]
+    CrmSecret,
 }
 
 /// Which origins may use a write key from a browser.
@@ -187,12 +190,19 @@ fn parse_hash(s: &str) -> Result<[u8; 32], String> {
         }
         return Err("expected `sha256:<64 hex digits>`".into());
     };
-    if hex.len() != 64 {
-        return Err(format!("a SHA-256 hash has 64 hex digits, this one has {}", hex.len()));
+    // Read as characters, never sliced by bytes: the text is whatever the configuration holds,
+    // and a multi-byte character must be named, not cut through.
+    let digits: Vec<u8> = hex
+        .chars()
+        .map(|c| c.to_digit(16).map(|d| d as u8))
+        .collect::<Option<_>>()
+        .ok_or_else(|| "the hash holds a character that is not a hex digit".to_string())?;
+    if digits.len() != 64 {
+        return Err(format!("a SHA-256 hash has 64 hex digits, this one has {}", digits.len()));
     }
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| "the hash holds a character that is not a hex digit".to_string())?;
+    for (b, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *b = pair[0] << 4 | pair[1];
     }
     Ok(out)
 }
@@ -291,6 +301,43 @@ mod tests {
         assert!(e.contains("is not an origin"), "{e}");
         let e = ApiKeys::parse(&format!("{}zz", &hash_entry("x")[..69]), "").unwrap_err().to_string();
         assert!(e.contains("not a hex digit"), "{e}");
+    }
+
+    #[test]
+    fn a_multi_byte_character_in_a_hash_is_a_named_error() {
+        // 64 bytes, but `é` is two of them: slicing by bytes would cut it in half.
+        let hash = format!("sha256:{}é{}", "a".repeat(31), "b".repeat(31));
+        assert_eq!(hash.len() - "sha256:".len(), 64);
+        let e = ApiKeys::parse(&hash, "").unwrap_err().to_string();
+        assert!(e.contains("EMBER_WRITE_KEYS, entry 1") && e.contains("not a hex digit"), "{e}");
+        let e = ApiKeys::parse("", &format!("{hash}\n{}", hash_entry("x"))).unwrap_err().to_string();
+        assert!(e.contains("EMBER_ADMIN_KEYS, entry 1") && e.contains("not a hex digit"), "{e}");
+        let e = ApiKeys::parse(&format!("sha256:{}", "é".repeat(40)), "").unwrap_err().to_string();
+        assert!(e.contains("not a hex digit"), "{e}");
+        let e = ApiKeys::parse(&format!("sha256:{}", "a".repeat(63)), "").unwrap_err().to_string();
+        assert!(e.contains("this one has 63"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Whatever the configuration holds, parsing answers: keys or a named error, never a panic.
+        #[test]
+        fn the_key_parser_never_panics(write in "\\PC{0,200}", admin in "\\PC{0,200}") {
+            let _ = ApiKeys::parse(&write, &admin);
+        }
+
+        /// The same, for entries of 64 bytes with a multi-byte character anywhere in them,
+        /// where a parser slicing by bytes breaks; and with origins after them.
+        #[test]
+        fn entry_shaped_input_never_panics(head in "[0-9a-f]{0,61}", wide in "[éß€\u{10348}]", origins in "(@[^;]{0,40})?") {
+            let mut hex = format!("{head}{wide}");
+            while hex.len() < 64 {
+                hex.push('a');
+            }
+            let write = format!("sha256:{hex}{origins}");
+            let admin = format!("sha256:{hex}");
+            proptest::prop_assert!(ApiKeys::parse(&write, "").is_err());
+            proptest::prop_assert!(ApiKeys::parse("", &admin).is_err());
+        }
     }
 
     #[test]

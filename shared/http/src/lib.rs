@@ -94,10 +94,14 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     /// Reads `EMBER_WRITE_KEYS`, `EMBER_ADMIN_KEYS` and `EMBER_CRM_SECRET` through `get` (the
-    /// environment, or a secret on AWS).
+    /// environment, or a secret on AWS). A CRM secret that is set must be a valid `whsec_…`
+    /// secret: a bad one is refused here, at start, not at the first feedback.
     pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<ApiConfig, KeyError> {
         let keys = ApiKeys::parse(&get("EMBER_WRITE_KEYS").unwrap_or_default(), &get("EMBER_ADMIN_KEYS").unwrap_or_default())?;
-        let crm_secret = get("EMBER_CRM_SECRET").filter(|s| !s.trim().is_empty());
+        let crm_secret = get("EMBER_CRM_SECRET").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        if let Some(s) = &crm_secret {
+            ember_service::signing::secret_key(s).map_err(|_| KeyError::CrmSecret)?;
+        }
         Ok(ApiConfig { keys, crm_secret })
     }
 }

@@ -1,7 +1,7 @@
 //! [`Ember`]: the services bundled with their adapters.
 
 use crate::compose::Composer;
-use crate::ports::{Bus, Clock, Identity, LeadRecord, Mailer, Store, StoreError};
+use crate::ports::{Bus, Clock, Identity, LeadRecord, Mailer, PersonalCopies, Store, StoreError};
 use ember_scoring::{Engine, Lead};
 use std::sync::Arc;
 
@@ -35,6 +35,8 @@ pub struct Ember {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) composer: Arc<Composer>,
     pub(crate) identities: Arc<crate::identity_cache::IdentityCache>,
+    /// Copies of sent data outside the store, which erasure must also reach.
+    pub(crate) copies: Vec<Arc<dyn PersonalCopies>>,
 }
 
 impl Ember {
@@ -47,7 +49,14 @@ impl Ember {
         clock: Arc<dyn Clock>,
         composer: Arc<Composer>,
     ) -> Ember {
-        Ember { engine, store, mailer, bus, clock, composer, identities: Default::default() }
+        Ember { engine, store, mailer, bus, clock, composer, identities: Default::default(), copies: Vec::new() }
+    }
+
+    /// The same services, with places outside the store that keep copies of sent data (outbox,
+    /// recorded webhooks, dead letters): [`Ember::erase`] erases the lead there too.
+    pub fn with_copies(mut self, copies: Vec<Arc<dyn PersonalCopies>>) -> Ember {
+        self.copies.extend(copies);
+        self
     }
 
     /// The engine.

@@ -184,9 +184,26 @@ impl Ember {
     }
 
     /// Erases a lead: every item holding the person's data is removed (see
-    /// [`crate::ports::Store::erase`]); aggregate counts are kept. `false`: no such lead.
+    /// [`crate::ports::Store::erase`]), then every copy of what was sent about it or about the
+    /// profiles merged into it (outbox, recorded webhooks, dead letters: see
+    /// [`Ember::with_copies`]); aggregate counts are kept. `false`: no such lead in the store.
+    /// The copies are erased even then, so a repeated request finishes an erasure whose copies
+    /// failed the first time.
     pub async fn erase(&self, lead_id: &str) -> Result<bool, ServiceError> {
-        Ok(self.store.erase(lead_id).await?)
+        let mut ids = vec![lead_id.to_string()];
+        if !self.copies.is_empty() {
+            if let Some(rec) = self.store.get(lead_id).await? {
+                ids.extend(rec.lead.merged_from.iter().filter(|m| *m != lead_id).cloned());
+            }
+        }
+        let existed = self.store.erase(lead_id).await?;
+        for copies in &self.copies {
+            let removed = copies.erase_leads(&ids).await?;
+            if removed > 0 {
+                tracing::info!(lead_id, removed, "erased copies outside the store");
+            }
+        }
+        Ok(existed)
     }
 }
 

@@ -365,6 +365,17 @@ pub trait DeadLetters: Send + Sync {
     async fn remove(&self, letter: &DeadLetter) -> Result<(), BusError>;
 }
 
+/// A place outside the store that keeps copies of what was sent about a lead — the local
+/// outbox, recorded webhooks, local dead letters — and so holds the person's data. Erasure
+/// ([`crate::Ember::erase`]) reaches every one of them; adapters whose copies hold no personal
+/// data (the SQS dead letters keep ids only) need none.
+#[async_trait]
+pub trait PersonalCopies: Send + Sync {
+    /// Removes every copy about these leads (ids), atomically per file; how many it removed.
+    /// Idempotent: a second call removes nothing.
+    async fn erase_leads(&self, lead_ids: &[String]) -> Result<usize, StoreError>;
+}
+
 /// Something that consumes bus messages (the handoff service, reports' counters…). The local
 /// bus calls handlers in-process; on AWS, EventBridge rules invoke the `handoff` function.
 #[async_trait]

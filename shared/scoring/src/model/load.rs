@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::cond::{Cond, Op, Scalar, Test};
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ impl Model {
         base_dir: Option<&Path>,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Model, ModelErrors> {
-        let syntax = |e: serde_yaml::Error| {
+        let syntax = |e: serde_norway::Error| {
             let msg = e.to_string();
             let at = match e.location() {
                 Some(l) if !msg.contains("line") => format!(" (line {}, column {})", l.line(), l.column()),
@@ -85,7 +85,7 @@ impl Model {
             };
             ModelErrors(vec![ModelError { file: file.into(), path: "(syntax)".into(), message: format!("{msg}{at}") }])
         };
-        let mut root: Value = serde_yaml::from_str(text).map_err(syntax)?;
+        let mut root: Value = serde_norway::from_str(text).map_err(syntax)?;
         // `<<: *anchor` merge keys are a YAML 1.1 habit; resolve them rather than call them unknown.
         root.apply_merge().map_err(syntax)?;
         let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), vars: Some(vars), ..Ctx::default() };
@@ -2010,8 +2010,23 @@ campaigns:
     }
 
     #[test]
+    fn yaml_is_read_as_yaml_1_2() {
+        // YAML 1.1 would read `on`, `no`, `yes` and `off` as booleans: a key `on:` of a wait
+        // step, or a value `no`, must stay the plain strings they are written as.
+        let root: Value = serde_norway::from_str("on: form_submit\nno: yes\nlist: [off, y, n]\n").unwrap();
+        let map = root.as_mapping().unwrap();
+        assert_eq!(map.get("on").and_then(Value::as_str), Some("form_submit"));
+        assert_eq!(map.get("no").and_then(Value::as_str), Some("yes"));
+        let list: Vec<&str> = map.get("list").and_then(Value::as_sequence).unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(list, ["off", "y", "n"]);
+        // Syntax errors keep their line and column.
+        let e = Model::from_yaml_str("name: m\nscores: [a\n", "bad.yaml", None).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml") && e.contains("line"), "{e}");
+    }
+
+    #[test]
     fn positions_follow_the_file() {
-        let root: Value = serde_yaml::from_str("b: 1\na:\n  - x: 1\n    p.q: { r: 2 }\n").unwrap();
+        let root: Value = serde_norway::from_str("b: 1\na:\n  - x: 1\n    p.q: { r: 2 }\n").unwrap();
         assert_eq!(position(&root, "a"), vec![1]);
         assert_eq!(position(&root, "a[0].p.q.r"), vec![1, 0, 1, 0]);
         assert_eq!(position(&root, "a[0].missing.deeper"), vec![1, 0]);
