@@ -222,6 +222,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
         let model = Arc::new(ember_scoring::Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
         let store = Arc::new(ember_store_sqlite::SqliteStore::open(&dev.data.join("ember.db")).expect("the same SQLite file"));
         let clock = Arc::new(ember_service::ports::ManualClock::at(later));
+        let (webhooks, recorded) = ember::local::http_webhooks(&dev.data);
         let stack = ember::local::LocalStack::open(
             model,
             store,
@@ -230,8 +231,9 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
                 public_url: "http://127.0.0.1".into(),
                 unsubscribe_secret: b"reliability-test-unsubscribe-secret".to_vec(),
                 clock,
-                webhooks: ember::local::http_webhooks(&dev.data),
+                webhooks,
                 mailer: None,
+                copies: vec![recorded],
             },
         )
         .expect("local stack");
