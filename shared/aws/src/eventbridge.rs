@@ -2,11 +2,17 @@
 //! `lead.sla_breached`, `email.sent`…) as events on a custom bus, `source` = [`SOURCE`],
 //! `detail-type` = the message type, `detail` = the message as JSON.
 //!
-//! `PutEvents` takes at most 10 entries and can fail *partly*: the answer lists, entry by
-//! entry, which ones were refused. Only those are sent again (with backoff); when some still
-//! fail after [`PUT_ATTEMPTS`], [`Bus::publish`] returns an error naming how many, and the caller
-//! (which has committed the change already) logs it. Message ids are stable, so a consumer that
-//! receives one twice can tell.
+//! `PutEvents` takes at most 10 entries and 256 KB in all, and can fail *partly*: the answer
+//! lists, entry by entry, which ones were refused. Entries are grouped so each request fits;
+//! only refused entries are sent again (with backoff); when some still fail after
+//! [`PUT_ATTEMPTS`], [`Bus::publish`] returns an error naming how many, and the caller (which
+//! has committed the change already) keeps them to publish on a later run. Message ids are
+//! stable, so a consumer that receives one twice can tell.
+//!
+//! An entry EventBridge can never take — over its 256 KB entry limit, or refused as malformed —
+//! is not retried: it is dropped with an error log (`alarm = "bus_entry_refused"`, message id
+//! and type only) and does not count as a failure, so one such message cannot hold back the
+//! others, or make every later run publish the whole outbox again.
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
@@ -21,6 +27,60 @@ pub const SOURCE: &str = "ember";
 pub const MAX_ENTRIES: usize = 10;
 /// Attempts for entries that keep failing.
 pub const PUT_ATTEMPTS: u32 = 4;
+/// EventBridge's limit for one entry, and for all entries of one request (bytes, as it counts
+/// them: 14 for the time, then source, detail type, detail and resources in UTF-8).
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+/// Per-entry error codes that no retry can fix.
+const PERMANENT: &[&str] = &["MalformedDetail", "InvalidArgument", "ValidationException"];
+
+/// The size EventBridge counts for an entry.
+pub fn entry_size(e: &PutEventsRequestEntry) -> usize {
+    let len = |s: Option<&str>| s.map_or(0, str::len);
+    (if e.time().is_some() { 14 } else { 0 })
+        + len(e.source())
+        + len(e.detail_type())
+        + len(e.detail())
+        + e.resources().iter().map(|r| r.len()).sum::<usize>()
+}
+
+/// Groups entries into requests of at most [`MAX_ENTRIES`] entries and [`MAX_ENTRY_BYTES`]
+/// in all, in order; entries over the limit alone come back apart (they can never be put).
+pub(crate) fn plan(entries: Vec<PutEventsRequestEntry>) -> (Vec<Vec<PutEventsRequestEntry>>, Vec<PutEventsRequestEntry>) {
+    let mut chunks: Vec<Vec<PutEventsRequestEntry>> = Vec::new();
+    let mut oversized = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        let size = entry_size(&e);
+        if size > MAX_ENTRY_BYTES {
+            oversized.push(e);
+            continue;
+        }
+        match chunks.last_mut() {
+            Some(c) if c.len() < MAX_ENTRIES && bytes + size <= MAX_ENTRY_BYTES => {
+                c.push(e);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![e]);
+                bytes = size;
+            }
+        }
+    }
+    (chunks, oversized)
+}
+
+/// Logs an entry dropped for good (message id and type only: the detail holds personal data).
+fn refused(e: &PutEventsRequestEntry, why: &str) {
+    let id = e.detail().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()).and_then(|v| v["id"].as_str().map(str::to_string));
+    tracing::error!(
+        alarm = "bus_entry_refused",
+        message_id = id.as_deref().unwrap_or(""),
+        message_type = e.detail_type().unwrap_or(""),
+        bytes = entry_size(e),
+        why,
+        "EventBridge can never take this message: dropped"
+    );
+}
 
 /// Domain messages on an EventBridge bus.
 #[derive(Debug, Clone)]
@@ -53,7 +113,8 @@ impl EventBridgeBus {
             .build())
     }
 
-    /// Sends one chunk (≤ 10), retrying the entries EventBridge refused.
+    /// Sends one chunk (≤ 10 entries, ≤ 256 KB), retrying the entries EventBridge refused for
+    /// a reason that may pass; entries refused for good are dropped (logged).
     async fn put_chunk(&self, mut pending: Vec<PutEventsRequestEntry>) -> Result<(), BusError> {
         let mut backoff = self.first_backoff;
         let mut last_error = String::new();
@@ -67,6 +128,24 @@ impl EventBridgeBus {
                     last_error = why;
                     tracing::warn!(failed = retry.len(), attempt, error = %last_error, "PutEvents refused some entries");
                     pending = retry;
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if pending.len() == 1 && is_validation(&e) => {
+                    refused(&pending[0], &aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string());
+                    return Ok(());
+                }
+                Err(e) if pending.len() > 1 && is_validation(&e) => {
+                    // The request as a whole is refused: send each entry on its own, so the
+                    // one at fault is found and the others go through.
+                    let mut errors = Vec::new();
+                    for entry in pending {
+                        if let Err(e) = Box::pin(self.put_chunk(vec![entry])).await {
+                            errors.push(e.0);
+                        }
+                    }
+                    return if errors.is_empty() { Ok(()) } else { Err(BusError(errors.join("; "))) };
                 }
                 Err(e) => {
                     last_error = aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string();
@@ -82,8 +161,15 @@ impl EventBridgeBus {
     }
 }
 
-/// The entries to send again: those whose result carries an error code (results are in the
-/// order of the request), and the first error seen.
+/// Whether a whole request was refused as invalid (no retry fixes that).
+fn is_validation(e: &aws_sdk_eventbridge::error::SdkError<aws_sdk_eventbridge::operation::put_events::PutEventsError>) -> bool {
+    use aws_sdk_eventbridge::error::ProvideErrorMetadata;
+    e.as_service_error().and_then(|se| se.code()).is_some_and(|c| PERMANENT.contains(&c))
+}
+
+/// The entries to send again: those whose result carries an error code that a retry may fix
+/// (results are in the order of the request), and the first error seen. Entries refused for
+/// good ([`PERMANENT`] codes) are logged and left out.
 pub(crate) fn failed_entries(
     sent: &[PutEventsRequestEntry],
     results: &[PutEventsResultEntry],
@@ -94,8 +180,13 @@ pub(crate) fn failed_entries(
         match results.get(i) {
             Some(r) if r.error_code().is_none() => {}
             Some(r) => {
+                let text = format!("{}: {}", r.error_code().unwrap_or(""), r.error_message().unwrap_or(""));
+                if r.error_code().is_some_and(|c| PERMANENT.contains(&c)) {
+                    refused(entry, &text);
+                    continue;
+                }
                 if why.is_empty() {
-                    why = format!("{}: {}", r.error_code().unwrap_or(""), r.error_message().unwrap_or(""));
+                    why = text;
                 }
                 again.push(entry.clone());
             }
@@ -110,9 +201,13 @@ pub(crate) fn failed_entries(
 impl Bus for EventBridgeBus {
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
         let entries = messages.iter().map(|m| self.entry(m)).collect::<Result<Vec<_>, _>>()?;
+        let (chunks, oversized) = plan(entries);
+        for e in &oversized {
+            refused(e, &format!("{} bytes, over EventBridge's {MAX_ENTRY_BYTES}-byte entry limit", entry_size(e)));
+        }
         let mut errors = Vec::new();
-        for chunk in entries.chunks(MAX_ENTRIES) {
-            if let Err(e) = self.put_chunk(chunk.to_vec()).await {
+        for chunk in chunks {
+            if let Err(e) = self.put_chunk(chunk).await {
                 errors.push(e.0);
             }
         }

@@ -71,14 +71,7 @@ impl FileDeadLetters {
 
     /// Writes `text` to a temporary file beside the original, syncs it and renames it over.
     fn replace(&self, text: &str) -> std::io::Result<()> {
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path)
+        crate::files::replace(&self.path, text)
     }
 
     /// The letters still waiting, oldest first (a `removed` line removes the letters before it

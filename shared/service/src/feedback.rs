@@ -4,7 +4,7 @@
 use crate::app::{Ember, ServiceError, MAX_ATTEMPTS};
 use crate::ingest::IngestStatus;
 use crate::ports::{Commit, Identity, StoreError, StoredEvent};
-use ember_scoring::{CrmAction, Event, Lead, RawEvent, Time};
+use ember_scoring::{CrmAction, Lead, RawEvent, Time};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -209,16 +209,6 @@ impl Ember {
 
 /// The timeline entry of one feedback request (kind `ember.crm.ACTION`), under its fixed id.
 fn feedback_entry(id: &str, lead_id: &str, what: &str, at: Time, changes: Vec<ember_scoring::Change>, received_at: Time) -> StoredEvent {
-    let event = Event {
-        id: id.to_string(),
-        kind: format!("ember.{what}"),
-        at,
-        email: None,
-        anonymous_id: None,
-        traits: Default::default(),
-        properties: Default::default(),
-        channel: None,
-        machine: false,
-    };
+    let event = crate::jobs::system_event(id.to_string(), what, at);
     StoredEvent { event, lead_id: lead_id.to_string(), changes, received_at }
 }

@@ -248,8 +248,14 @@ pub(crate) fn system_entry(lead: &Lead, what: &str, at: Time, changes: Vec<Chang
     if changes.is_empty() {
         return Vec::new();
     }
-    let event = Event {
-        id: format!("sys:{}:{}:{}:{}", lead.id, what, at.timestamp_millis(), uuid::Uuid::now_v7().simple()),
+    let id = format!("sys:{}:{}:{}:{}", lead.id, what, at.timestamp_millis(), uuid::Uuid::now_v7().simple());
+    vec![StoredEvent { event: system_event(id, what, at), lead_id: lead.id.clone(), changes, received_at }]
+}
+
+/// The event of a timeline entry Ember records itself (kind `ember.WHAT`), under `id`.
+pub(crate) fn system_event(id: String, what: &str, at: Time) -> Event {
+    Event {
+        id,
         kind: format!("ember.{what}"),
         at,
         email: None,
@@ -258,6 +264,5 @@ pub(crate) fn system_entry(lead: &Lead, what: &str, at: Time, changes: Vec<Chang
         properties: Default::default(),
         channel: None,
         machine: false,
-    };
-    vec![StoredEvent { event, lead_id: lead.id.clone(), changes, received_at }]
+    }
 }
