@@ -57,7 +57,7 @@ impl LocalStack {
         let clock = opts.clock.clone();
         let now_secs = Arc::new(move || clock.now().timestamp());
         let webhooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
-        let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead_letters, now_secs));
+        let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead_letters, store.clone(), now_secs));
         let handlers: Vec<Arc<dyn MessageHandler>> = vec![handoff.clone()];
         let bus = Arc::new(LocalBus::new(handlers));
         let mailer: Arc<dyn Mailer> = opts.mailer.unwrap_or_else(|| outbox.clone());

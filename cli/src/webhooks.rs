@@ -3,12 +3,17 @@
 //! local `ember dev` data folder. A letter leaves the queue only once it is delivered (or its
 //! endpoint answered 410): what fails again, or what the time budget leaves no time for, stays
 //! — killing the replay at any point loses nothing.
+//!
+//! Letters and queued bus messages hold no personal data; the replay reads the person's data
+//! back from the store (`EMBER_TABLE`, or the data folder's `ember.db`) and drops the letters of
+//! leads that no longer exist (erased). `--failed-events-url` also replays the stack's queue of
+//! bus messages that never reached the handoff function (`FailedEventsQueue`).
 
 use anyhow::{Context, Result};
 use ember_delivery::{FileDeadLetters, HttpWebhookSender, RetryPolicy};
 use ember_scoring::Model;
 use ember_service::Handoff;
-use ember_service::ports::DeadLetters;
+use ember_service::ports::{DeadLetters, FailedMessages, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,11 @@ pub struct ReplayArgs {
     /// gives region and credentials).
     #[arg(long, env = "EMBER_DLQ_URL", conflicts_with = "data")]
     pub queue_url: Option<String>,
-    /// The local data folder of `ember dev` (its `dead-letters.jsonl`).
+    /// The stack's queue of bus messages that never reached the handoff function
+    /// (`FailedEventsQueue`; its URL): replayed first, so what fails again joins the letters.
+    #[arg(long, env = "EMBER_FAILED_EVENTS_URL", requires = "queue_url")]
+    pub failed_events_url: Option<String>,
+    /// The local data folder of `ember dev` (its `dead-letters.jsonl` and `ember.db`).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// At most this many deliveries.
@@ -48,15 +57,21 @@ fn parse_budget(text: &str) -> Result<Duration, String> {
 /// Replays; prints what happened. Returns whether nothing failed again.
 pub async fn replay(args: ReplayArgs) -> Result<bool> {
     crate::init_logs_quiet();
-    let (dead, settings): (Arc<dyn DeadLetters>, ember_aws::Settings) = match (&args.queue_url, &args.data) {
+    let mut failed: Option<Arc<dyn FailedMessages>> = None;
+    let (dead, leads, settings): (Arc<dyn DeadLetters>, Arc<dyn Store>, ember_aws::Settings) = match (&args.queue_url, &args.data) {
         (Some(url), _) => {
             let conf = ember_aws::sdk_config().await;
             let settings = ember_aws::Settings::load(&conf).await?;
-            (Arc::new(ember_aws::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), url.clone())), settings)
+            let store = ember_aws::DynamoStore::from_env().await.context("the store the letters' leads are read from")?;
+            if let Some(failed_url) = &args.failed_events_url {
+                failed = Some(Arc::new(ember_aws::SqsFailedMessages::new(aws_sdk_sqs::Client::new(&conf), failed_url.clone())));
+            }
+            (Arc::new(ember_aws::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), url.clone())), Arc::new(store), settings)
         }
         (None, data) => {
             let dir = data.clone().unwrap_or_else(|| PathBuf::from(".ember"));
-            (Arc::new(FileDeadLetters::new(dir.join("dead-letters.jsonl"))), ember_aws::Settings::from_env())
+            let store = ember_store_sqlite::SqliteStore::open(dir.join("ember.db")).context("opening the embedded store")?;
+            (Arc::new(FileDeadLetters::new(dir.join("dead-letters.jsonl"))), Arc::new(store), ember_aws::Settings::from_env())
         }
     };
     let model = Model::load_with(&args.model, &|name| settings.get(name))
@@ -64,11 +79,22 @@ pub async fn replay(args: ReplayArgs) -> Result<bool> {
     let hooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
     anyhow::ensure!(!hooks.is_empty(), "{}: the model has no handoff webhooks", args.model.display());
     let sender = HttpWebhookSender::new(RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(5)]), None);
-    let handoff = Handoff::new(hooks, Arc::new(sender), dead, Arc::new(|| chrono::Utc::now().timestamp()));
-    let report = handoff.replay(args.limit, args.budget).await.context("reading the dead-letter queue")?;
+    let handoff = Handoff::new(hooks, Arc::new(sender), dead, leads, Arc::new(|| chrono::Utc::now().timestamp()));
+    let started = std::time::Instant::now();
+    let mut ok = true;
+    if let Some(queue) = &failed {
+        let report = handoff.replay_failed(queue.as_ref(), args.limit, args.budget).await.context("reading the failed-events queue")?;
+        println!(
+            "failed events: {} webhooks delivered, {} disabled (410 Gone), {} failed again (now dead letters), {} not tried within the budget and {} not handoff messages (still in the queue), {} about erased leads (dropped)",
+            report.delivered, report.disabled, report.failed, report.left, report.skipped, report.erased
+        );
+        ok &= report.left == 0 && report.failed == 0;
+    }
+    let budget = args.budget.saturating_sub(started.elapsed());
+    let report = handoff.replay(args.limit, budget).await.context("reading the dead-letter queue")?;
     println!(
-        "replayed: {} delivered, {} disabled (410 Gone), {} failed again (still in the queue), {} not tried within the budget (still in the queue)",
-        report.delivered, report.disabled, report.failed, report.left
+        "replayed: {} delivered, {} disabled (410 Gone), {} failed again (still in the queue), {} not tried within the budget (still in the queue), {} about erased leads (dropped)",
+        report.delivered, report.disabled, report.failed, report.left, report.erased
     );
-    Ok(report.failed == 0 && report.left == 0)
+    Ok(ok && report.failed == 0 && report.left == 0)
 }

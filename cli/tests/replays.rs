@@ -38,6 +38,11 @@ fn root() -> std::path::PathBuf {
 }
 
 async fn start(data: &Path) -> Dev {
+    start_with(data, &[]).await
+}
+
+/// `ember dev` on `data` with more environment (`CRM_WEBHOOK_URL`…).
+async fn start_with(data: &Path, env: &[(&str, &str)]) -> Dev {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
@@ -49,6 +54,7 @@ async fn start(data: &Path) -> Dev {
         .env("EMBER_CRM_SECRET", CRM_SECRET)
         .env("EMBER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
         .env_remove("CRM_WEBHOOK_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -325,4 +331,87 @@ async fn a_replay_killed_while_waiting_on_retry_after_loses_no_letter() {
     let mut child = replay_command(dir.path(), &healthy).spawn().unwrap();
     assert!(wait_within(&mut child, Duration::from_secs(60)).success());
     assert_eq!(got.lock().unwrap().len(), 3, "no letter twice");
+}
+
+/// One request a [`recording_receiver`] got: its `webhook-id`, `webhook-timestamp`,
+/// `webhook-signature` and raw body.
+type Got = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+/// A webhook receiver on loopback answering `status`, keeping every request's headers and body.
+async fn recording_receiver(status: u16) -> (String, Got) {
+    let got: Got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let g = g.clone();
+            async move {
+                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                g.lock().unwrap().push((h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"), body));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_hold_no_personal_data_and_a_replay_restores_it_from_the_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The CRM is down while the lead qualifies: the webhook is dead-lettered.
+    let (down, tried) = recording_receiver(503).await;
+    let dev = start_with(&data, &[("CRM_WEBHOOK_URL", &down), ("CRM_WEBHOOK_SECRET", HOOK_SECRET)]).await;
+    let email = "ines.personal@bigcorp.example";
+    let lead_id = qualified_lead(&dev.base, email).await;
+    let file = data.join("dead-letters.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&lead_id)) {
+        assert!(Instant::now() < deadline, "the failed webhook was not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(dev);
+    assert!(!tried.lock().unwrap().is_empty(), "the CRM was tried first");
+    // What the CRM was sent while it was down carried the person; the letter does not.
+    let sent = tried.lock().unwrap()[0].3.clone();
+    assert!(sent.contains(email) && sent.contains("CMO"), "{sent}");
+    let letter = std::fs::read_to_string(&file).unwrap();
+    for personal in [email, "Ines", "CMO", "bigcorp"] {
+        assert!(!letter.contains(personal), "`{personal}` is in the dead letter: {letter}");
+    }
+
+    // A letter about a lead that has since been erased (no such lead in the store).
+    let gone = json!({
+        "delivery": {"hook": "crm", "url": null, "id": "msg_erased_lead", "timestamp": 1, "signature": "", "kind": "lead.qualified",
+                     "lead_id": "ld_erased", "body": "{\"type\":\"lead.qualified\",\"data\":{\"lead_id\":\"ld_erased\",\"personal_data_left_out\":[\"email\",\"traits\"]}}"},
+        "error": "HTTP 503", "at": "2026-03-02T09:00:00Z"});
+    std::fs::write(&file, format!("{letter}{gone}\n")).unwrap();
+
+    // The CRM is back: the replay sends the lead's data as stored now, signed over that body.
+    let (healthy, got) = recording_receiver(204).await;
+    let mut replay = replay_command(&data, &healthy).spawn().unwrap();
+    let status = wait_within(&mut replay, Duration::from_secs(60));
+    let mut out = String::new();
+    std::io::Read::read_to_string(replay.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("1 delivered") && out.contains("1 about erased leads (dropped)"), "{out}");
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "only the existing lead's webhook is sent: {received:?}");
+    let (id, ts, sig, body) = &received[0];
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["data"]["email"], email, "{body}");
+    assert_eq!(v["data"]["traits"]["job_title"], "CMO", "{body}");
+    assert!(v["data"].get("personal_data_left_out").is_none(), "{body}");
+    ember_service::signing::verify(HOOK_SECRET, id, ts, sig, body, chrono::Utc::now().timestamp(), 300)
+        .expect("the replayed body is the one signed");
+    // Both letters left the queue: a second replay finds nothing.
+    let mut again = replay_command(&data, &healthy).spawn().unwrap();
+    let status = wait_within(&mut again, Duration::from_secs(60));
+    let mut out = String::new();
+    std::io::Read::read_to_string(again.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success() && out.contains("0 delivered") && out.contains("0 about erased leads"), "{out}");
+    assert_eq!(got.lock().unwrap().len(), 1, "nothing sent twice");
 }

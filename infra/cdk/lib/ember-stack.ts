@@ -214,6 +214,8 @@ export class EmberStack extends cdk.Stack {
             deadLetterKms,
             // Replayed webhooks are signed with the webhooks' secrets.
             new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [webhooksSecret] }),
+            // ...and carry the lead as stored (letters hold no personal data).
+            new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [table.tableArn] }),
           ],
         }),
       },
@@ -407,7 +409,12 @@ export class EmberStack extends cdk.Stack {
     });
     const handoff = fn('handoff', {
       description: 'Ember handoff (domain messages to signed CRM webhooks).', timeout: 120, linkUrl, async: true,
-      statements: [new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [webhookDlq.queueArn] })],
+      statements: [
+        new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [webhookDlq.queueArn] }),
+        // The lead a message is about: messages on the bus and in the queues carry no personal
+        // data, the webhook gets it from the lead as stored.
+        new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [table.tableArn] }),
+      ],
       environment: { EMBER_DLQ_URL: webhookDlq.queueUrl }, secrets: { EMBER_WEBHOOKS_SECRET_ARN: webhooksSecret },
     });
 

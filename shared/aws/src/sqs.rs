@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use ember_service::ports::{BusError, DeadLetter, DeadLetters, WebhookDelivery};
+use ember_service::ports::{BusError, DeadLetter, DeadLetters, FailedMessage, FailedMessages, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 
 /// One dead letter.
@@ -107,6 +107,76 @@ impl DeadLetters for SqsDeadLetters {
             .delete_message()
             .queue_url(&self.queue_url)
             .receipt_handle(&letter.receipt)
+            .send()
+            .await
+            .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+        Ok(())
+    }
+}
+
+/// The stack's queue of bus messages that never reached the handoff function
+/// (`FailedEventsQueue`): EventBridge puts an event there when it cannot invoke the function,
+/// Lambda when the function failed every retry. Either way the SQS message body is the
+/// EventBridge event, whose `detail` is the Ember message (without personal data). Entries of
+/// another shape (a scheduled invocation that failed) are read with no message.
+#[derive(Debug, Clone)]
+pub struct SqsFailedMessages {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsFailedMessages {
+    /// The queue at `queue_url`.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> SqsFailedMessages {
+        SqsFailedMessages { client, queue_url: queue_url.into() }
+    }
+}
+
+/// The Ember message an EventBridge event (as text) carries in its `detail`, if it is one.
+pub fn message_of_event(body: &str) -> Option<ember_scoring::lead::Message> {
+    let event: serde_json::Value = serde_json::from_str(body).ok()?;
+    serde_json::from_value(event.get("detail")?.clone()).ok()
+}
+
+#[async_trait]
+impl FailedMessages for SqsFailedMessages {
+    /// Receives up to `limit` entries, hidden from other readers for `lease` (at most 12 hours).
+    async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<FailedMessage>, BusError> {
+        let visibility = lease.as_secs().clamp(1, 12 * 3600) as i32;
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let want = (limit - taken.len()).min(10) as i32;
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(want)
+                .visibility_timeout(visibility)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| BusError(format!("SQS ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let Some(receipt) = m.receipt_handle() else { continue };
+                let message = m.body().and_then(message_of_event);
+                if message.is_none() {
+                    tracing::warn!(message_id = m.message_id().unwrap_or(""), "failed-events entry that is not an Ember bus message; left in the queue");
+                }
+                taken.push(FailedMessage { message, receipt: receipt.to_string() });
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn remove(&self, receipt: &str) -> Result<(), BusError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
             .send()
             .await
             .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;

@@ -459,6 +459,7 @@ mod tests {
             vec![hook("crm", a), hook("slack", b)],
             Arc::new(HttpWebhookSender::new(policy, None)),
             dead.clone(),
+            Arc::new(ember_store_sqlite::SqliteStore::open_in_memory().unwrap()),
             Arc::new(|| chrono::Utc::now().timestamp()),
         )
         .with_budget(Duration::from_millis(1000));

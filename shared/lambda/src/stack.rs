@@ -41,6 +41,9 @@ pub enum StackError {
     /// `EMBER_WRITE_KEYS` or `EMBER_ADMIN_KEYS` is malformed.
     #[error("API keys: {0}")]
     Keys(String),
+    /// An AWS timeout setting is malformed.
+    #[error("AWS timeouts: {0}")]
+    Timeouts(String),
 }
 
 /// Where everything is. [`StackConfig::from_env`] reads the function's environment.
@@ -69,6 +72,7 @@ fn var(name: &str) -> Option<String> {
 impl StackConfig {
     /// From the environment.
     pub fn from_env() -> Result<StackConfig, StackError> {
+        ember_aws::sdk::timeouts(var).map_err(StackError::Timeouts)?;
         Ok(StackConfig {
             model: var("EMBER_MODEL").unwrap_or_else(|| "/opt/ember/model.yaml".into()).into(),
             table: var("EMBER_TABLE").ok_or(StackError::Missing("EMBER_TABLE"))?,
@@ -192,6 +196,7 @@ impl AwsStack {
             webhooks,
             Arc::new(HttpWebhookSender::new(cfg.webhook_retry.clone(), None)),
             dead,
+            Arc::new(store.clone()),
             Arc::new(|| chrono::Utc::now().timestamp()),
         ));
         let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(|e| StackError::Keys(e.to_string()))?;

@@ -212,11 +212,19 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
         ..Options::default()
     })
     .await;
-    let event = sample_json("bus-lead-qualified.json");
+    // The bus carries no personal data: the handoff reads it from the lead the message is about.
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    let mut event = sample_json("bus-lead-qualified.json");
+    event["detail"]["lead_id"] = json!(lead.id);
+    event["detail"]["data"]["lead_id"] = json!(lead.id);
     assert_eq!(bus_events::handle(&fx.stack, &event).await.unwrap(), "msg_sample_qualified");
     let got = receiver.take();
     assert_eq!(got.len(), 1);
     let (h, body) = &got[0];
+    let sent: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(sent["data"]["email"], "sample.lead@example.com", "{body}");
+    assert!(sent["data"]["traits"].is_object() && sent["data"].get("personal_data_left_out").is_none(), "{body}");
     let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert_eq!(header("webhook-id"), "msg_sample_qualified");
     let now = chrono::Utc::now().timestamp();
@@ -241,8 +249,76 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
     assert_eq!(got[0].0.get("webhook-id").unwrap(), "msg_sample_failing");
     assert_eq!(letters.len().await.unwrap(), 0);
 
+    // What the dead-letter queue holds names the lead but not the person.
+    receiver.set_status(503);
+    failing["detail"]["id"] = json!("msg_sample_failing_again");
+    assert!(bus_events::handle(&fx.stack, &failing).await.is_ok());
+    receiver.take();
+    let raw = aws_sdk_sqs::Client::new(&conf).receive_message().queue_url(&dlq).visibility_timeout(0).send().await.unwrap();
+    let text: String = raw.messages().iter().filter_map(|m| m.body()).collect();
+    assert!(text.contains(lead.id.as_str()) && !text.contains("sample.lead@example.com"), "{text}");
+    receiver.set_status(200);
+
+    // About a lead that no longer exists (erased): nothing is sent, and the invocation succeeds.
+    let mut erased = event.clone();
+    erased["detail"]["id"] = json!("msg_sample_erased");
+    erased["detail"]["lead_id"] = json!("ld_erased_since");
+    assert!(bus_events::handle(&fx.stack, &erased).await.is_ok());
+    assert!(receiver.take().is_empty(), "nothing is sent about an erased lead");
+
     // Not an Ember message: the invocation fails (the rule's retries and DLQ take it).
     assert!(bus_events::handle(&fx.stack, &json!({"detail": {"nope": 1}})).await.is_err());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
+async fn failed_bus_messages_are_replayed_through_the_handoff() {
+    let (receiver, url) = Receiver::start().await;
+    let conf = conf().await;
+    let (dlq, _) = queue(&conf).await;
+    let (failed, _) = queue(&conf).await;
+    let fx = fixture(Options {
+        dead_letter_queue: Some(dlq.clone()),
+        secret: Some(json!({"CRM_WEBHOOK_URL": url, "CRM_WEBHOOK_SECRET": "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY3OA=="})),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(fx.http(&sample("http-post-events.json")).await.0, 202);
+    let lead = fx.lead_by_email("sample.lead@example.com").await;
+    // What EventBridge (or Lambda) put in the queue: the event as the rule matched it; a
+    // message about a lead erased since; a scheduled invocation that failed.
+    let mut qualified = sample_json("bus-lead-qualified.json");
+    qualified["detail"]["lead_id"] = json!(lead.id);
+    let mut erased = sample_json("bus-lead-qualified.json");
+    erased["detail"]["id"] = json!("msg_sample_erased");
+    erased["detail"]["lead_id"] = json!("ld_erased_since");
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    for body in [qualified.to_string(), erased.to_string(), sample("scheduler-drip.json")] {
+        sqs.send_message().queue_url(&failed).message_body(body).send().await.unwrap();
+    }
+    let queue = ember_aws::SqsFailedMessages::new(sqs.clone(), failed.clone());
+    let report = fx.stack.handoff.replay_failed(&queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
+    assert_eq!((report.delivered, report.erased, report.skipped, report.failed), (1, 1, 1, 0), "{report:?}");
+    let got = receiver.take();
+    assert_eq!(got.len(), 1, "one webhook, for the lead that exists");
+    assert_eq!(got[0].0.get("webhook-id").unwrap(), "msg_sample_qualified");
+    assert_eq!(serde_json::from_str::<Value>(&got[0].1).unwrap()["data"]["email"], "sample.lead@example.com");
+    // Only the scheduled invocation is left (leased by this replay, so not visible yet), for a
+    // person to read; nothing was dead-lettered.
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&failed)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |a: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+        attrs.attributes().and_then(|m| m.get(&a)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+    let letters = SqsDeadLetters::new(sqs, dlq).len().await.unwrap();
+    assert_eq!((left, letters), (1, 0));
 }
 
 #[tokio::test]
@@ -279,6 +355,10 @@ async fn domain_messages_reach_eventbridge_rules() {
     let lead = fx.lead_by_email("sample.lead@example.com").await;
     assert_eq!(events[0]["detail"]["lead_id"], lead.id.as_str());
     assert_eq!(events[0]["detail"]["data"]["stage"], "sql");
+    // The bus (and the queue behind this rule) never sees the person.
+    let text = serde_json::to_string(&events[0]).unwrap();
+    assert!(!text.contains("sample.lead@example.com"), "{text}");
+    assert_eq!(events[0]["detail"]["data"]["personal_data_left_out"], json!(["email", "traits", "first_touch"]));
 }
 
 #[tokio::test]

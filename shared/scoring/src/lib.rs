@@ -10,6 +10,7 @@
 //! - [`lead`]: the lead state.
 //! - [`limits`]: the size limits of what a client may send.
 //! - [`engine`]: scoring, stages, decay, campaigns, handoff, CRM feedback, merge.
+//! - [`personal`]: what of a message identifies the person, left out where messages wait.
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod event;
 pub mod lead;
 pub mod limits;
 pub mod model;
+pub mod personal;
 
 pub use engine::{Change, CrmAction, Due, Engine, Outcome, SendIntent, SendOutcome};
 pub use event::{Event, RawEvent};

@@ -2,6 +2,7 @@
 
 use crate::compose::Composer;
 use crate::ports::{Bus, Clock, Identity, LeadRecord, Mailer, PersonalCopies, Store, StoreError};
+use ember_scoring::lead::Message;
 use ember_scoring::{Engine, Lead};
 use std::sync::Arc;
 
@@ -97,7 +98,9 @@ impl Ember {
             return rec;
         }
         fail::fail_point!("before-publish", |_| crate::failpoints::kill_self());
-        if let Err(e) = self.bus.publish(&rec.lead.outbox).await {
+        // The bus and its queues never hold the person's data: the handoff reads it back.
+        let outgoing: Vec<Message> = rec.lead.outbox.iter().map(Message::without_personal_data).collect();
+        if let Err(e) = self.bus.publish(&outgoing).await {
             tracing::warn!(lead_id = %rec.lead.id, error = %e, "publishing failed; the next drip run retries");
             return rec;
         }

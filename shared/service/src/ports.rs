@@ -365,10 +365,32 @@ pub trait DeadLetters: Send + Sync {
     async fn remove(&self, letter: &DeadLetter) -> Result<(), BusError>;
 }
 
+/// A bus message that never reached its handler, read back from where the bus put it (the
+/// queue of events EventBridge or the function could not deliver).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedMessage {
+    /// The message, when the queued entry is one (`None`: something else failed there, such as
+    /// a scheduled invocation; it is left for a person to read).
+    pub message: Option<Message>,
+    /// The queue's handle on this entry, to pass to [`FailedMessages::remove`].
+    pub receipt: String,
+}
+
+/// Where bus messages that never reached their handler wait. Like [`DeadLetters`], an entry
+/// leaves only when [`FailedMessages::remove`] is called for it.
+#[async_trait]
+pub trait FailedMessages: Send + Sync {
+    /// Reads up to `limit` entries without removing them, hidden from other readers for `lease`.
+    async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<FailedMessage>, BusError>;
+    /// Removes an entry read by [`FailedMessages::lease`].
+    async fn remove(&self, receipt: &str) -> Result<(), BusError>;
+}
+
 /// A place outside the store that keeps copies of what was sent about a lead — the local
 /// outbox, recorded webhooks, local dead letters — and so holds the person's data. Erasure
 /// ([`crate::Ember::erase`]) reaches every one of them; adapters whose copies hold no personal
-/// data (the SQS dead letters keep ids only) need none.
+/// data (the bus and the SQS queues: messages travel without it, see
+/// [`ember_scoring::personal`]) need none.
 #[async_trait]
 pub trait PersonalCopies: Send + Sync {
     /// Removes every copy about these leads (ids), atomically per file; how many it removed.
