@@ -108,10 +108,10 @@ mod table;
 mod tallies;
 
 pub use eventbridge::{EventBridgeBus, SOURCE as BUS_SOURCE};
-pub use sdk::{sdk_config, sdk_loader};
+pub use sdk::{ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT_VAR, CONNECT_TIMEOUT, OPERATION_TIMEOUT, OPERATION_TIMEOUT_VAR, sdk_config, sdk_loader};
 pub use ses::{SesMailer, tags as email_tags};
 pub use settings::{SECRET_ARN_VARS, SECRETS_ARN_VAR, Settings, SettingsError};
-pub use sqs::SqsDeadLetters;
+pub use sqs::{SqsDeadLetters, SqsFailedMessages};
 pub use table::create_table;
 
 use async_trait::async_trait;

@@ -554,3 +554,38 @@ async fn handoff_fails_when_neither_the_crm_nor_the_dead_letter_queue_takes_the_
     assert_eq!(letters, 0, "every SendMessage was refused");
     assert!(result.is_err(), "the webhook was delivered nowhere and kept nowhere, yet the invocation succeeded: it is lost");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: set EMBER_MOTO_ENDPOINT=$(scripts/moto) and run with --include-ignored"]
+async fn an_aws_call_that_is_never_answered_ends_within_embers_timeouts() {
+    // Every DynamoDB request is held, unanswered, for ten minutes: far past the Lambda timeout.
+    let proxy = FaultProxy::start(
+        &moto(),
+        Peer::Other,
+        FaultPlan::new(seed()).with(Peer::DynamoDb, Fault::Timeout, 1.0).hold(Duration::from_secs(600)),
+    )
+    .await
+    .expect("proxy");
+    // The configuration every Ember client gets, with the default timeouts (whatever
+    // EMBER_AWS_*_TIMEOUT_SECS this run gives the slow stand-in).
+    let conf = ember_aws::sdk_loader()
+        .region("us-east-1")
+        .endpoint_url(proxy.url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .timeout_config(ember_aws::sdk::timeouts(|_| None).unwrap())
+        .load()
+        .await;
+    let started = Instant::now();
+    let result = aws_sdk_dynamodb::Client::new(&conf).list_tables().send().await;
+    let took = started.elapsed();
+    let attempts = proxy.requests().get(&Peer::DynamoDb).copied().unwrap_or(0);
+    println!("held call: {attempts} attempts, gave up after {took:?}");
+    assert!(result.is_err(), "no answer came, yet the call succeeded");
+    assert!(
+        took >= ember_aws::ATTEMPT_TIMEOUT && took < ember_aws::OPERATION_TIMEOUT + Duration::from_secs(5),
+        "the call should end between one attempt timeout ({:?}) and the operation timeout ({:?}); it took {took:?}",
+        ember_aws::ATTEMPT_TIMEOUT,
+        ember_aws::OPERATION_TIMEOUT
+    );
+    assert!(attempts >= 2, "a held attempt is abandoned and retried: {attempts} attempt(s)");
+}
