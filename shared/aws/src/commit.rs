@@ -6,8 +6,8 @@
 //! commit's report counter increments ride in the same transaction (see `tallies`).
 
 use crate::keys::{
-    self, BODY, EMAIL, ERASED, EXPIRES_AT, ID, IDENTITIES, Item, LEAD_ID, PK, VERSION, dedupe_pk, due_key, event_sk, get_ss,
-    get_u64, lead_key, lead_pk, n, s, shard_of, shard_value,
+    self, BODY, EMAIL, ERASED, EXPIRES_AT, ID, IDENTITIES, Item, LEAD_ID, PK, VERSION, dedupe_pk, due_key, event_sk,
+    get_ss, get_u64, lead_key, lead_pk, n, s, shard_of, shard_value,
 };
 use crate::metrics::{item_size, write_units};
 use crate::{DynamoStore, sdk_err};

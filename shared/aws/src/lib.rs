@@ -403,8 +403,10 @@ impl DynamoStore {
             remove.push(ns);
             remove.push(na);
         }
-        let req =
-            req.update_expression(format!("SET #erased = if_not_exists(#erased, :now) ADD #v :one REMOVE {}", remove.join(", ")));
+        let req = req.update_expression(format!(
+            "SET #erased = if_not_exists(#erased, :now) ADD #v :one REMOVE {}",
+            remove.join(", ")
+        ));
         let mut attempt = 0;
         loop {
             attempt += 1;
