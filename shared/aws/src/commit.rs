@@ -6,8 +6,8 @@
 //! commit's report counter increments ride in the same transaction (see `tallies`).
 
 use crate::keys::{
-    self, BODY, EMAIL, EXPIRES_AT, ID, IDENTITIES, Item, LEAD_ID, PK, VERSION, dedupe_pk, due_key, event_sk, get_ss,
-    get_u64, lead_key, lead_pk, n, s, shard_of, shard_value,
+    self, BODY, EMAIL, ERASED, EXPIRES_AT, ID, IDENTITIES, Item, LEAD_ID, PK, VERSION, dedupe_pk, due_key, event_sk,
+    get_ss, get_u64, lead_key, lead_pk, n, s, shard_of, shard_value,
 };
 use crate::metrics::{item_size, write_units};
 use crate::{DynamoStore, sdk_err};
@@ -249,8 +249,8 @@ impl DynamoStore {
             let del = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key))
-                .condition_expression("#v = :rv")
-                .set_expression_attribute_names(Some(names(&[("#v", VERSION)])))
+                .condition_expression("#v = :rv AND attribute_not_exists(#erased)")
+                .set_expression_attribute_names(Some(names(&[("#v", VERSION), ("#erased", ERASED)])))
                 .expression_attribute_values(":rv", n(rv))
                 .build()
                 .map_err(build_err)?;
@@ -347,8 +347,10 @@ impl DynamoStore {
                 "attribute_not_exists(#pk)".to_string()
             }
             Some(v) => {
+                // A tombstone (an erasure under way) is at no version a commit may expect.
+                names.insert("#erased".into(), ERASED.into());
                 values.insert(":ev".into(), n(v));
-                "#v = :ev".to_string()
+                "#v = :ev AND attribute_not_exists(#erased)".to_string()
             }
         };
         if bytes > MAX_ITEM_BYTES {
@@ -386,7 +388,8 @@ impl DynamoStore {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(lead_key(rid)))
-            .condition_expression("#v = :ev")
+            .condition_expression("#v = :ev AND attribute_not_exists(#erased)")
+            .expression_attribute_names("#erased", ERASED)
             .expression_attribute_names("#body", BODY)
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":body", s(body))
@@ -407,7 +410,8 @@ impl DynamoStore {
         })
     }
 
-    /// Version and identity set of a lead (consistent read), `None` when absent.
+    /// Version and identity set of a lead (consistent read), `None` when absent or erased
+    /// (a tombstone).
     async fn profile_meta(&self, lead_id: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -415,15 +419,16 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(lead_key(lead_id)))
             .consistent_read(true)
-            .projection_expression("#v, #ids")
+            .projection_expression("#v, #ids, #erased")
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_names("#ids", IDENTITIES)
+            .expression_attribute_names("#erased", ERASED)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| sdk_err("GetItem", e))?;
         self.metrics.read(out.consumed_capacity());
-        Ok(out.item)
+        Ok(out.item.filter(|item| !item.contains_key(ERASED)))
     }
 
     /// Which of the identity `keys` point at `owner` now (consistent reads).
@@ -487,8 +492,9 @@ impl DynamoStore {
             let check = ConditionCheck::builder()
                 .table_name(&self.table)
                 .set_key(Some(key))
-                .condition_expression("#v = :rv")
+                .condition_expression("#v = :rv AND attribute_not_exists(#erased)")
                 .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#erased", ERASED)
                 .expression_attribute_values(":rv", n(rv))
                 .build()
                 .map_err(build_err)?;
@@ -503,9 +509,10 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key))
                 .update_expression("ADD #ids :ids")
-                .condition_expression("#v = :ev")
+                .condition_expression("#v = :ev AND attribute_not_exists(#erased)")
                 .expression_attribute_names("#ids", IDENTITIES)
                 .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#erased", ERASED)
                 .expression_attribute_values(":ids", AttributeValue::Ss(chunk.to_vec()))
                 .expression_attribute_values(":ev", n(ev))
                 .build()

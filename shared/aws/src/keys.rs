@@ -31,6 +31,9 @@ pub(crate) const EMAIL: &str = "email";
 pub(crate) const IDENTITIES: &str = "identities";
 /// Identity item: the lead it points at (S).
 pub(crate) const LEAD_ID: &str = "lead_id";
+/// Lead item: erasure under way (N, Unix seconds of its start). A lead item carrying it is
+/// a tombstone: absent to reads, refused by every version guard, removed by the erasure.
+pub(crate) const ERASED: &str = "erased";
 /// Event item: TTL (N, Unix seconds).
 pub(crate) const EXPIRES_AT: &str = "expires_at";
 

@@ -6,7 +6,7 @@
 //!
 //! | item | `PK` | `SK` | attributes |
 //! |---|---|---|---|
-//! | lead | `LEAD#<id>` | `PROFILE` | `body`, `version`, `email`, `identities`, due attributes |
+//! | lead | `LEAD#<id>` | `PROFILE` | `body`, `version`, `email`, `identities`, due attributes, `erased` |
 //! | identity | `EMAIL#<email>` / `ANON#<id>` | `ID` | `lead_id` |
 //! | event | `LEAD#<lead id>` | `EVT#<16-digit at millis>#<event id>` | `body`, `expires_at` (TTL) |
 //! | dedupe | `EVTID#<event id>` | `ID` | — |
@@ -81,9 +81,27 @@
 //!
 //! `get`, `lookup`, `seen` and `events` use strongly consistent reads (a commit is visible to
 //! the next call); `scan` is a consistent `Scan` filtered on `SK = PROFILE` (reports and
-//! exports only: it reads the whole table). Erasure deletes the identities, then every event of
-//! the lead and of the profiles merged into it, then the lead (so an interrupted erasure can
-//! be run again); dedupe items stay.
+//! exports only: it reads the whole table). A lead item marked `erased` (a tombstone, below)
+//! is absent to every read.
+//!
+//! ## Erasure
+//!
+//! Several requests, made safe against commits racing them by a tombstone first:
+//!
+//! 0. one conditional `UpdateItem` of the lead (`attribute_exists(PK)`): `erased` set (Unix
+//!    seconds of the first attempt), `version` bumped, its email copy and due attributes
+//!    removed. Every commit that read the lead before fails its version guard, and every
+//!    version guard also requires `attribute_not_exists(erased)`, so from here on nothing
+//!    changes the lead, claims an identity for it, merges into or out of it, or records an
+//!    event on it. The updated item (its body and `identities`) says what to delete;
+//! 1. the identities still pointing at the lead (conditional deletes);
+//! 2. every event of the lead and of the profiles merged into it;
+//! 3. the lead item.
+//!
+//! An interrupted erasure leaves a tombstone (invisible to reads; its identities still point
+//! at it, so ingest for them is refused as a conflict until erasure is run again) and is
+//! finished by running it again: the tombstone, even without a body, is re-marked and
+//! removed. Dedupe items stay.
 //!
 //! ## Measuring
 //!
@@ -117,13 +135,15 @@ pub use table::create_table;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, ReturnValue, WriteRequest};
 use ember_scoring::{Lead, Time};
 use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
 use keys::{
-    BODY, EVT, ID, IDENTITIES, Item, LEAD_ID, PK, PROFILE, SK, VERSION, get_s, get_ss, get_u64, lead_key, lead_pk,
+    BODY, EMAIL, ERASED, EVT, ID, IDENTITIES, Item, LEAD_ID, PK, PROFILE, SK, VERSION, get_s, get_ss, get_u64,
+    lead_key, lead_pk,
 };
-use metrics::{CountCalls, Metrics};
+use metrics::{CountCalls, Metrics, item_size, write_units};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -133,6 +153,8 @@ pub const DEFAULT_SHARDS: u32 = 8;
 pub const DEFAULT_RETENTION_DAYS: u32 = 400;
 /// Delete requests per `BatchWriteItem`.
 const BATCH_WRITE: usize = 25;
+/// Attempts at an erasure's tombstone while transactions on the lead make it conflict.
+const TOMBSTONE_ATTEMPTS: u32 = 8;
 
 /// The DynamoDB store. Cheap to clone (clones share the client and the counters).
 #[derive(Clone)]
@@ -354,8 +376,72 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Step 0 of an erasure (see the crate docs): marks the lead item `erased`, bumps its
+    /// version and removes its email copy and due attributes, in one `UpdateItem` conditioned
+    /// on the item existing (a tombstone already there is marked again). Returns the item as
+    /// updated, `None` when there is no lead item. Retried while transactions on the lead
+    /// make it conflict.
+    async fn tombstone(&self, lead_id: &str) -> Result<Option<Item>, StoreError> {
+        let mut remove = vec!["#email".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(lead_key(lead_id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#erased", ERASED)
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#email", EMAIL)
+            .expression_attribute_values(":now", keys::n(chrono::Utc::now().timestamp()))
+            .expression_attribute_values(":one", keys::n(1))
+            .return_values(ReturnValue::AllNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        for (_, dn) in keys::ALL_DUE {
+            let (ns, na) = (format!("#{}_s", dn.kind), format!("#{}_a", dn.kind));
+            req = req.expression_attribute_names(&ns, dn.shard).expression_attribute_names(&na, dn.at);
+            remove.push(ns);
+            remove.push(na);
+        }
+        let req = req.update_expression(format!(
+            "SET #erased = if_not_exists(#erased, :now) ADD #v :one REMOVE {}",
+            remove.join(", ")
+        ));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match req.clone().send().await {
+                Ok(out) => {
+                    self.metrics.write(out.consumed_capacity());
+                    let item = out.attributes.unwrap_or_default();
+                    self.metrics.estimate_write(write_units(item_size(&item), false));
+                    return Ok(Some(item));
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => return Ok(None),
+                    Some(UpdateItemError::TransactionConflictException(_)) if attempt < TOMBSTONE_ATTEMPTS => {
+                        tracing::debug!(lead_id, attempt, "erasure met a transaction on the lead; retried");
+                        tokio::time::sleep(commit::backoff(attempt)).await;
+                    }
+                    Some(UpdateItemError::TransactionConflictException(_)) => {
+                        return Err(StoreError::Conflict(format!(
+                            "lead {lead_id}: being changed by other requests, not erased (transaction conflict, \
+                             {attempt} attempts)"
+                        )));
+                    }
+                    _ => return Err(sdk_err("UpdateItem", e)),
+                },
+            }
+        }
+    }
+
+    /// Erasure (see the crate docs): the tombstone, then identities, events, the lead item.
+    /// Returns whether there was a lead item (a tombstone left by an interrupted erasure
+    /// counts: this call finished it).
     async fn erase_impl(&self, lead_id: &str) -> Result<bool, StoreError> {
-        let item = self.get_item(lead_key(lead_id), &[BODY, IDENTITIES]).await?;
+        // 0. The tombstone: commits racing the erasure fail from here on, so the identities
+        //    and events read below are all there will be.
+        let item = self.tombstone(lead_id).await?;
         let existed = item.is_some();
         let mut owners = vec![lead_id.to_string()];
         let mut identity_keys: BTreeSet<String> = BTreeSet::new();
@@ -449,9 +535,10 @@ impl DynamoStore {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("#sk = :profile")
+                .filter_expression("#sk = :profile AND attribute_not_exists(#erased)")
                 .projection_expression("#pk, #body")
                 .expression_attribute_names("#sk", SK)
+                .expression_attribute_names("#erased", ERASED)
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#body", BODY)
                 .expression_attribute_values(":profile", keys::s(PROFILE))
@@ -518,9 +605,13 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, lead_id: &str) -> Result<Option<LeadRecord>, StoreError> {
-        let Some(item) = self.get_item(lead_key(lead_id), &[PK, BODY, VERSION]).await? else {
+        let Some(item) = self.get_item(lead_key(lead_id), &[PK, BODY, VERSION, ERASED]).await? else {
             return Ok(None);
         };
+        if item.contains_key(ERASED) {
+            // A tombstone: the lead is being erased.
+            return Ok(None);
+        }
         let version = get_u64(&item, VERSION)
             .ok_or_else(|| StoreError::Other(format!("lead {lead_id}: item without a version")))?;
         Ok(Some(LeadRecord { lead: parse_lead(&item)?, version }))

@@ -14,10 +14,11 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use ember_aws::{DynamoStore, create_table};
 use ember_scoring::Due;
-use ember_service::ports::{Claim, DueKind, Identity, Store, StoreError};
-use ember_store_tests::{commit, event, lead, t};
+use ember_service::ports::{Claim, DueKind, Identity, Release, Store, StoreError};
+use ember_store_tests::{claim, commit, event, lead, t, version};
 use std::sync::Arc;
 
 fn endpoint() -> String {
@@ -224,4 +225,137 @@ async fn due_cursor_survives_a_sweep() {
     assert_eq!(read, 40, "every due entry read once");
     assert!(store.due(DueKind::Drip, t(100), None, 100).await.expect("due").items.is_empty());
     assert_eq!(store.due(DueKind::Drip, t(5000), None, 100).await.expect("due").items.len(), 4 + 1);
+}
+
+/// What an erasure leaves when it stops right after its tombstone (step 0 of the crate docs):
+/// the lead item marked `erased` and at a new version, everything else still there. `extra`
+/// is added to the update expression (e.g. ` REMOVE #body`).
+async fn leave_a_tombstone(store: &DynamoStore, lead_id: &str, extra: &str) {
+    let mut req = store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("PK", AttributeValue::S(format!("LEAD#{lead_id}")))
+        .key("SK", AttributeValue::S("PROFILE".into()))
+        .update_expression(format!("SET #erased = :now ADD #v :one{extra}"))
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_names("#erased", "erased")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":now", AttributeValue::N("1767225600".into()))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()));
+    if extra.contains("#body") {
+        req = req.expression_attribute_names("#body", "body");
+    }
+    req.send().await.expect("writing a tombstone");
+}
+
+/// Whether the lead item (tombstone or not) is in the table.
+async fn lead_item_exists(store: &DynamoStore, lead_id: &str) -> bool {
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("PK", AttributeValue::S(format!("LEAD#{lead_id}")))
+        .key("SK", AttributeValue::S("PROFILE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .is_some()
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{what}: expected Conflict, got {r:?}");
+}
+
+/// A lead whose erasure stopped after its tombstone: invisible to reads, refused by every
+/// version guard (the version read before, the tombstone's own, a merge or release of it, a
+/// create of its id), and erased completely by erasing it again; the erasure's writes are
+/// counted.
+#[tokio::test]
+#[ignore = "needs moto server: scripts/test starts it and runs ignored tests"]
+async fn an_interrupted_erasure_is_finished_by_erasing_again() {
+    let (store, _guard) = fresh_store().await;
+    let mail = Identity::Email("t@x.com".into());
+    let cookie = Identity::Anonymous("cookie-t".into());
+    let mut l = lead("ld-t");
+    l.email = Some("t@x.com".into());
+    l.anonymous_ids = vec!["cookie-t".into()];
+    let mut c = commit(l.clone(), None);
+    c.claims = vec![claim(mail.clone(), None), claim(cookie.clone(), None)];
+    c.events = vec![event("t-1", "ld-t", t(1)), event("t-2", "ld-t", t(2))];
+    c.due = Due { decay: Some(t(5)), drip: Some(t(5)), sla: None };
+    store.commit(c).await.expect("create the lead");
+    let mut other = lead("ld-o");
+    other.email = Some("o@x.com".into());
+    let mut c = commit(other.clone(), None);
+    c.claims = vec![claim(Identity::Email("o@x.com".into()), None)];
+    store.commit(c).await.expect("create another lead");
+
+    leave_a_tombstone(&store, "ld-t", "").await;
+    assert!(store.get("ld-t").await.expect("get").is_none(), "a tombstone is no lead");
+    let (all, _) = store.scan(None, 10).await.expect("scan");
+    assert_eq!(all.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["ld-o"], "scan skips a tombstone");
+    for (v, what) in [(1, "the version read before the erasure"), (2, "the tombstone's version")] {
+        let mut c = commit(l.clone(), Some(v));
+        c.events = vec![event(&format!("late-{v}"), "ld-t", t(3))];
+        assert_conflict(store.commit(c).await, what);
+        let mut c = commit(l.clone(), Some(v));
+        c.claims = vec![claim(Identity::Anonymous(format!("late-cookie-{v}")), None)];
+        assert_conflict(store.commit(c).await, &format!("{what}, with a claim"));
+        let mut c = commit(other.clone(), Some(1));
+        c.retire = Some(("ld-t".into(), v));
+        assert_conflict(store.commit(c).await, &format!("merging the tombstone at {what}"));
+        let mut c = commit(other.clone(), Some(1));
+        c.claims = vec![Claim { identity: cookie.clone(), expected_owner: Some("ld-t".into()) }];
+        c.release = Some(Release { lead: l.clone(), expected_version: v, identities: vec![cookie.clone()] });
+        assert_conflict(store.commit(c).await, &format!("taking a cookie from the tombstone at {what}"));
+    }
+    assert_conflict(store.commit(commit(l.clone(), None)).await, "creating the tombstone's id");
+    assert!(!store.seen("late-1").await.expect("seen") && !store.seen("late-2").await.expect("seen"));
+    assert_eq!(version(&store, "ld-o").await, 1, "the refused commits changed nothing");
+
+    let before = (store.estimated_write_units(), store.calls_by_operation());
+    assert!(store.erase("ld-t").await.expect("erase again"), "erasing a tombstone finishes the erasure");
+    let units = store.estimated_write_units() - before.0;
+    let updates = |m: &std::collections::BTreeMap<String, u64>| m.get("UpdateItem").copied().unwrap_or(0);
+    assert_eq!(updates(&store.calls_by_operation()) - updates(&before.1), 1, "one tombstone write");
+    assert_eq!(units, 6.0, "tombstone + 2 identities + 2 events + the lead, each under 1 KB");
+    assert!(!lead_item_exists(&store, "ld-t").await, "the tombstone is removed");
+    assert!(store.lookup(&mail).await.expect("lookup").is_none());
+    assert!(store.lookup(&cookie).await.expect("lookup").is_none());
+    assert!(store.events("ld-t").await.expect("events").is_empty());
+    assert!(store.due(DueKind::Decay, t(100), None, 10).await.expect("due").items.is_empty());
+    assert!(!store.erase("ld-t").await.expect("erase a third time"), "nothing left to erase");
+    assert_eq!(store.lookup(&Identity::Email("o@x.com".into())).await.expect("lookup").as_deref(), Some("ld-o"));
+}
+
+/// A tombstone without a body (nothing to read the merged profiles or identities from but its
+/// `identities` set): erasing it still removes it, its identities and its events.
+#[tokio::test]
+#[ignore = "needs moto server: scripts/test starts it and runs ignored tests"]
+async fn a_tombstone_without_a_body_is_erased() {
+    let (store, _guard) = fresh_store().await;
+    let mail = Identity::Email("b@x.com".into());
+    let mut l = lead("ld-b");
+    l.email = Some("b@x.com".into());
+    let mut c = commit(l, None);
+    c.claims = vec![claim(mail.clone(), None)];
+    c.events = vec![event("b-1", "ld-b", t(1))];
+    store.commit(c).await.expect("create the lead");
+
+    leave_a_tombstone(&store, "ld-b", " REMOVE #body").await;
+    assert!(store.get("ld-b").await.expect("get").is_none());
+    assert!(store.erase("ld-b").await.expect("erase"), "the tombstone is something to erase");
+    assert!(!lead_item_exists(&store, "ld-b").await, "the tombstone is removed");
+    assert!(store.lookup(&mail).await.expect("lookup").is_none(), "its identity is erased");
+    assert!(store.events("ld-b").await.expect("events").is_empty(), "its events are erased");
+    assert!(!store.erase("ld-b").await.expect("erase again"));
+
+    // The email is free for a new lead.
+    let mut c = commit(lead("ld-b2"), None);
+    c.claims = vec![claim(mail.clone(), None)];
+    store.commit(c).await.expect("a new lead claims the email");
 }
