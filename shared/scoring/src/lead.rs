@@ -186,9 +186,22 @@ pub struct RuleState {
     /// dropped): an event whose cap windows reach back to it earns nothing from the rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awards_complete_after: Option<Time>,
-    /// Matching event times inside the `count` window.
+    /// Matching event times of a `count` rule that can still matter, oldest first. What is
+    /// kept, and for how long, is described in the engine's `counts` module.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hits: Vec<Time>,
+    /// Every hit after this time is in `hits` (set when a hit was dropped): an event whose
+    /// `count` window reaches back to it, and that the hits kept cannot settle, does not fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits_complete_after: Option<Time>,
+    /// Times a `count` rule fired that can still matter, oldest first (kept like `hits`), so
+    /// that "not again until `within` has passed" holds on both sides of a late event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firings: Vec<Time>,
+    /// Every firing after this time is in `firings` (set when a firing was dropped, or read
+    /// from a state stored before firings were kept: its last firing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firings_complete_after: Option<Time>,
     /// Points this rule has given in all, per group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub total: BTreeMap<String, i64>,

@@ -428,3 +428,158 @@ fn merge_banks_no_points_beyond_max() {
     assert_eq!(known.scores["engagement"], 490);
 }
 
+
+/// A model of count rules only: `burst` fires on the 3rd visit inside an hour, `steady` on the
+/// 2nd click inside a day, `many` on the 100th download inside a day.
+fn counted_engine() -> Engine {
+    let yaml = r#"
+name: counts
+scores: { engagement: { min: 0, max: 100000000 } }
+rules:
+  - id: burst
+    on: page_view
+    points: { engagement: 5 }
+    count: { at_least: 3, within: 1h }
+  - id: steady
+    on: email_click
+    points: { engagement: 2 }
+    count: { at_least: 2, within: 1d }
+  - id: many
+    on: download
+    points: { engagement: 1 }
+    count: { at_least: 100, within: 1d }
+"#;
+    Engine::new(Arc::new(Model::from_yaml_str(yaml, "counts.yaml", None).expect("the counts model is valid")))
+}
+
+/// What happened to one matching event of a count rule, in arrival order.
+struct Hit {
+    rule: &'static str,
+    at: Time,
+    fired: bool,
+    too_late: bool,
+}
+
+fn ingest_counted(eng: &Engine, lead: &mut Lead, events: &[(u8, i64)]) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for (n, (k, secs)) in events.iter().enumerate() {
+        let (kind, rule) = match k % 4 {
+            0 | 1 => ("page_view", "burst"),
+            2 => ("email_click", "steady"),
+            _ => ("download", "many"),
+        };
+        let at = start() + Duration::seconds(*secs);
+        let raw: RawEvent = serde_json::from_value(json!({
+            "event_id": format!("e{n}"), "type": kind, "occurred_at": at.to_rfc3339(), "email": "a@b.example"
+        }))
+        .unwrap();
+        let e = raw.validate(at + Duration::days(3650), || unreachable!()).unwrap();
+        let out = eng.ingest(lead, &e);
+        let fired = out.changes.iter().any(|c| matches!(c, ember_scoring::Change::Points { source, .. } if &**source == rule));
+        let too_late = out.changes.iter().any(|c| matches!(c, ember_scoring::Change::Skipped { source, note } if &**source == rule && note.contains("too late")));
+        hits.push(Hit { rule, at, fired, too_late });
+    }
+    hits
+}
+
+/// Every count rule: never two firings within `within` (by `occurred_at`), every firing with at
+/// least `at_least` hits in its window among the events that had arrived; counters bounded.
+fn check_counts(eng: &Engine, lead: &Lead, hits: &[Hit]) -> Result<(), TestCaseError> {
+    for rule in &eng.model().rules {
+        let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+        let Some(c) = b.count else { continue };
+        let within = c.within.to_chrono();
+        let mine: Vec<&Hit> = hits.iter().filter(|h| h.rule == rule.id).collect();
+        let mut fired: Vec<Time> = Vec::new();
+        for (i, h) in mine.iter().enumerate().filter(|(_, h)| h.fired) {
+            let seen = mine[..=i].iter().filter(|x| x.at > h.at - within && x.at <= h.at).count();
+            prop_assert!(seen >= c.at_least as usize, "rule {} fired at {} with {seen} hits in its window", rule.id, h.at);
+            fired.push(h.at);
+        }
+        fired.sort();
+        for w in fired.windows(2) {
+            prop_assert!(w[1] - w[0] >= within, "rule {} fired at {} and {}, within {}", rule.id, w[0], w[1], c.within);
+        }
+        if let Some(state) = lead.rules.get(&rule.id) {
+            prop_assert!(state.hits.len() <= 256usize.max(c.at_least as usize), "rule {} keeps {} hits", rule.id, state.hits.len());
+            prop_assert!(state.firings.len() <= 64, "rule {} keeps {} firings", rule.id, state.firings.len());
+            prop_assert!(state.hits.windows(2).all(|w| w[0] <= w[1]) && state.firings.windows(2).all(|w| w[0] < w[1]), "sorted");
+        }
+    }
+    Ok(())
+}
+
+/// Event times in seconds from the start for count rules: most inside one busy day, some
+/// spread over 60 days, some backdated up to 400 days (past the lateness horizon).
+fn unordered_count_times() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        6 => 0i64..(24 * 3600),
+        1 => (0i64..3600).prop_map(|s| s * 10),
+        2 => 0i64..(60 * 24 * 3600),
+        1 => -(400 * 24 * 3600)..0i64,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn counts_never_fire_twice_within_their_window_whatever_the_order(events in prop::collection::vec((any::<u8>(), unordered_count_times()), 600..1100)) {
+        let eng = counted_engine();
+        let mut lead = eng.new_lead("l", start());
+        let hits = ingest_counted(&eng, &mut lead, &events);
+        check_counts(&eng, &lead, &hits)?;
+        let size = serde_json::to_vec(&lead.rules).unwrap().len();
+        prop_assert!(size < 64 * 1024, "rule counters take {size} bytes");
+    }
+
+    #[test]
+    fn late_counts_fire_exactly_when_their_window_says(events in prop::collection::vec((any::<u8>(), -(3 * 24 * 3600)..(3 * 24 * 3600i64)), 1..200)) {
+        // Within the lateness horizon, out of order: an event fires exactly when its window
+        // holds `at_least` hits among those arrived and no earlier firing is within `within`.
+        let eng = counted_engine();
+        let mut lead = eng.new_lead("l", start());
+        let hits = ingest_counted(&eng, &mut lead, &events);
+        check_counts(&eng, &lead, &hits)?;
+        for rule in &eng.model().rules {
+            let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let c = b.count.unwrap();
+            let within = c.within.to_chrono();
+            let mine: Vec<&Hit> = hits.iter().filter(|h| h.rule == rule.id).collect();
+            let mut fired: Vec<Time> = Vec::new();
+            for (i, h) in mine.iter().enumerate() {
+                let seen = mine[..=i].iter().filter(|x| x.at > h.at - within && x.at <= h.at).count();
+                let want = seen >= c.at_least as usize && fired.iter().all(|f| (h.at - *f).abs() >= within);
+                prop_assert!(!h.too_late, "rule {} at {}: nothing was dropped", rule.id, h.at);
+                prop_assert_eq!(h.fired, want, "rule {} at {}", rule.id, h.at);
+                if want {
+                    fired.push(h.at);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn on_time_counts_fire_as_they_always_did(mut events in prop::collection::vec((any::<u8>(), 0i64..(3 * 24 * 3600)), 600..1100)) {
+        // Events in time order: the `at_least`-th of the window, a `within` after the last firing.
+        events.sort_by_key(|(_, s)| *s);
+        let eng = counted_engine();
+        let mut lead = eng.new_lead("l", start());
+        let hits = ingest_counted(&eng, &mut lead, &events);
+        for rule in &eng.model().rules {
+            let ember_scoring::model::RuleKind::Behaviour(b) = &rule.kind else { continue };
+            let c = b.count.unwrap();
+            let within = c.within.to_chrono();
+            let mine: Vec<&Hit> = hits.iter().filter(|h| h.rule == rule.id).collect();
+            let mut last: Option<Time> = None;
+            for (i, h) in mine.iter().enumerate() {
+                let seen = mine[..=i].iter().filter(|x| x.at > h.at - within).count();
+                let want = seen >= c.at_least as usize && last.is_none_or(|l| h.at - l >= within);
+                prop_assert_eq!(h.fired, want, "rule {} at {}", rule.id, h.at);
+                if want {
+                    last = Some(h.at);
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! When an event carries both an anonymous id and an email, the anonymous profile is merged into
 //! the email's lead. The merge combines the two states without counting anything twice: rule
 //! counters are united and re-checked (a `once` rule both sides fired keeps one award; awards
-//! of a capped rule are re-capped over the united windows), `did` counters and tags are
+//! of a capped rule are re-capped over the united windows; the hits and firing times of a `count`
+//! rule are united, so late events are judged on both profiles), `did` counters and tags are
 //! united, the earliest first touch and creation time win, and the stage is the further one.
 //! Profile rules are united (one held by both counts once) and re-evaluated on the merged
 //! lead. Scores stay within their bounds: what the sum of the two profiles would put past
@@ -11,7 +12,7 @@
 //! symmetric in the anonymous profiles — merging A then B gives the same lead as B then A —
 //! unless a bound cuts, which, as for events, applies in the order the merges happen.
 
-use super::caps;
+use super::{caps, counts};
 use super::rules::prune_times;
 use super::{Change, Engine, Outcome, BOUNDS_NOTE};
 use crate::lead::{EnrollmentStatus, Lead, RuleState};
@@ -183,7 +184,7 @@ fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
 
 /// Unites two counters of one rule (`names`: the group of each points entry); returns the
 /// united state and, per points entry, the points that were counted twice.
-fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: RuleState) -> (RuleState, Vec<i64>) {
+fn unite_rule(names: &[String], b: &crate::model::Behaviour, mut a: RuleState, mut c: RuleState) -> (RuleState, Vec<i64>) {
     let mut excess = vec![0i64; names.len()];
     let mut u = RuleState {
         fired: a.fired + c.fired,
@@ -192,8 +193,14 @@ fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: Ru
         awards: Vec::new(),
         awards_complete_after: None,
         hits: Vec::new(),
+        hits_complete_after: None,
+        firings: Vec::new(),
+        firings_complete_after: None,
         total: a.total.clone(),
     };
+    if let Some(cnt) = b.count {
+        counts::unite(&mut u, &mut a, &mut c, cnt);
+    }
     for (g, v) in &c.total {
         *u.total.entry(g.clone()).or_insert(0) += v;
     }
@@ -226,15 +233,6 @@ fn unite_rule(names: &[String], b: &crate::model::Behaviour, a: RuleState, c: Ru
                 *t -= excess[k];
             }
         }
-    }
-    if let Some(cnt) = b.count {
-        let mut hits: Vec<Time> = a.hits.into_iter().chain(c.hits).collect();
-        hits.sort();
-        if let Some(last) = hits.last().copied() {
-            let from = last - cnt.within.to_chrono();
-            hits.retain(|t| *t > from);
-        }
-        u.hits = hits;
     }
     (u, excess)
 }

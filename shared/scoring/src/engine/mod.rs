@@ -17,6 +17,7 @@
 
 mod campaigns;
 mod caps;
+mod counts;
 mod decay;
 mod merge;
 mod rules;

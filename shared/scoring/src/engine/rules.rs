@@ -1,6 +1,6 @@
 //! Identity and traits, consent, `did` trackers, behaviour rules (once, cap, count) and profile rules.
 
-use super::{caps, Change, Engine, Outcome};
+use super::{caps, counts, Change, Engine, Outcome};
 use crate::event::Event;
 use crate::lead::{Award, DidState, Lead, RuleState, Touch};
 use crate::model::RuleKind;
@@ -164,19 +164,13 @@ impl Engine {
             return false;
         }
         if let Some(c) = b.count {
-            let pos = state.hits.partition_point(|x| *x <= e.at);
-            state.hits.insert(pos, e.at);
-            let from = e.at - c.within.to_chrono();
-            state.hits.retain(|t| *t > from);
-            // Only the newest `at_least` hits can decide whether the rule fires.
-            if state.hits.len() > c.at_least as usize {
-                let cut = state.hits.len() - c.at_least as usize;
-                state.hits.drain(..cut);
-            }
-            let in_window = state.hits.iter().filter(|t| **t <= e.at).count();
-            let rested = state.last_at.is_none_or(|l| e.at - l >= c.within.to_chrono());
-            if in_window < c.at_least as usize || !rested {
-                return false;
+            match counts::hit(state, e.at, c) {
+                counts::Verdict::Fire => {}
+                counts::Verdict::Hold => return false,
+                counts::Verdict::TooLate => {
+                    out.push(Change::Skipped { source: self.rule_ids[i].clone(), note: counts::TOO_LATE_NOTE.into() });
+                    return false;
+                }
             }
         }
         state.fired += 1;
