@@ -73,7 +73,7 @@ pub fn sdk_loader() -> ConfigLoader {
     let timeouts = timeouts(|name| std::env::var(name).ok()).unwrap_or_else(|e| {
         // The functions refuse to start on this (`StackConfig::from_env`); tools warn.
         tracing::warn!(error = %e, "ignoring an invalid AWS timeout setting");
-        timeouts(|_| None).unwrap_or_default()
+        timeouts(|_| None).unwrap_or_else(|_| TimeoutConfig::builder().build())
     });
     aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).timeout_config(timeouts)
 }
