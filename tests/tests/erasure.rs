@@ -97,16 +97,7 @@ async fn erasure_leaves_no_trace_in_the_embedded_database_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn erasure_leaves_no_item_with_the_person_in_dynamodb() {
-    let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT (scripts/moto)");
-    let conf = ember_aws::sdk_loader()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    let table = format!("ember-erasure-{}", uuid::Uuid::new_v4().simple());
-    ember_aws::create_table(&client, &table).await.expect("table");
+    let (client, table) = ember_e2e::moto_table("ember-erasure").await;
     let store = Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap();

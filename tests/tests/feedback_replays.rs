@@ -88,16 +88,7 @@ async fn crm_feedback_replays_apply_once_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn crm_feedback_replays_apply_once_on_dynamodb() {
-    let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT (scripts/moto)");
-    let conf = ember_aws::sdk_loader()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    let table = format!("ember-feedback-{}", uuid::Uuid::new_v4().simple());
-    ember_aws::create_table(&client, &table).await.expect("table");
+    let (client, table) = ember_e2e::moto_table("ember-feedback").await;
     let store: Arc<dyn Store> = Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = Arc::new(ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap());

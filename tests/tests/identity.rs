@@ -48,16 +48,7 @@ fn sqlite(dir: &std::path::Path) -> Open {
 }
 
 async fn moto() -> (Open, String, aws_sdk_dynamodb::Client) {
-    let endpoint = std::env::var("EMBER_MOTO_ENDPOINT").expect("EMBER_MOTO_ENDPOINT (scripts/moto)");
-    let conf = ember_aws::sdk_loader()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    let table = format!("ember-identity-{}", uuid::Uuid::new_v4().simple());
-    ember_aws::create_table(&client, &table).await.expect("table");
+    let (client, table) = ember_e2e::moto_table("ember-identity").await;
     let (c, t) = (client.clone(), table.clone());
     (Arc::new(move || Arc::new(ember_aws::DynamoStore::new(c.clone(), t.clone())) as Arc<dyn Store>), table, client)
 }

@@ -70,31 +70,11 @@ impl DeadLetters for SqsDeadLetters {
     /// 12 hours); none is deleted here. A message that does not parse is left alone and
     /// reported by message id.
     async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<DeadLetter>, BusError> {
-        let visibility = lease.as_secs().clamp(1, 12 * 3600) as i32;
         let mut taken = Vec::new();
-        while taken.len() < limit {
-            let want = (limit - taken.len()).min(10) as i32;
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(want)
-                .visibility_timeout(visibility)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .map_err(|e| BusError(format!("SQS ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for m in messages {
-                match (m.body().map(serde_json::from_str::<Letter>), m.receipt_handle()) {
-                    (Some(Ok(letter)), Some(receipt)) => {
-                        taken.push(DeadLetter { delivery: letter.delivery, receipt: receipt.to_string() })
-                    }
-                    _ => tracing::error!(message_id = m.message_id().unwrap_or(""), "unreadable dead letter left in the queue"),
-                }
+        for m in receive(&self.client, &self.queue_url, limit, lease).await? {
+            match (m.body().map(serde_json::from_str::<Letter>), m.receipt_handle()) {
+                (Some(Ok(letter)), Some(receipt)) => taken.push(DeadLetter { delivery: letter.delivery, receipt: receipt.to_string() }),
+                _ => tracing::error!(message_id = m.message_id().unwrap_or(""), "unreadable dead letter left in the queue"),
             }
         }
         Ok(taken)
@@ -103,14 +83,7 @@ impl DeadLetters for SqsDeadLetters {
     /// Deletes the message. When that fails it comes back after its lease: replaying it again
     /// resends the same webhook id, which receivers deduplicate.
     async fn remove(&self, letter: &DeadLetter) -> Result<(), BusError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(&letter.receipt)
-            .send()
-            .await
-            .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-        Ok(())
+        delete(&self.client, &self.queue_url, &letter.receipt).await
     }
 }
 
@@ -142,44 +115,56 @@ pub fn message_of_event(body: &str) -> Option<ember_scoring::lead::Message> {
 impl FailedMessages for SqsFailedMessages {
     /// Receives up to `limit` entries, hidden from other readers for `lease` (at most 12 hours).
     async fn lease(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<FailedMessage>, BusError> {
-        let visibility = lease.as_secs().clamp(1, 12 * 3600) as i32;
         let mut taken = Vec::new();
-        while taken.len() < limit {
-            let want = (limit - taken.len()).min(10) as i32;
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(want)
-                .visibility_timeout(visibility)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .map_err(|e| BusError(format!("SQS ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
+        for m in receive(&self.client, &self.queue_url, limit, lease).await? {
+            let Some(receipt) = m.receipt_handle() else { continue };
+            let message = m.body().and_then(message_of_event);
+            if message.is_none() {
+                tracing::warn!(message_id = m.message_id().unwrap_or(""), "failed-events entry that is not an Ember bus message; left in the queue");
             }
-            for m in messages {
-                let Some(receipt) = m.receipt_handle() else { continue };
-                let message = m.body().and_then(message_of_event);
-                if message.is_none() {
-                    tracing::warn!(message_id = m.message_id().unwrap_or(""), "failed-events entry that is not an Ember bus message; left in the queue");
-                }
-                taken.push(FailedMessage { message, receipt: receipt.to_string() });
-            }
+            taken.push(FailedMessage { message, receipt: receipt.to_string() });
         }
         Ok(taken)
     }
 
     async fn remove(&self, receipt: &str) -> Result<(), BusError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
+        delete(&self.client, &self.queue_url, receipt).await
+    }
+}
+
+/// Receives up to `limit` messages from the queue, hidden from other readers for `lease` (at
+/// most SQS's 12 hours); none is deleted.
+async fn receive(client: &Client, queue_url: &str, limit: usize, lease: std::time::Duration) -> Result<Vec<aws_sdk_sqs::types::Message>, BusError> {
+    let visibility = lease.as_secs().clamp(1, 12 * 3600) as i32;
+    let mut taken = Vec::new();
+    while taken.len() < limit {
+        let want = (limit - taken.len()).min(10) as i32;
+        let out = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(want)
+            .visibility_timeout(visibility)
+            .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-        Ok(())
+            .map_err(|e| BusError(format!("SQS ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        taken.extend(messages);
     }
+    Ok(taken)
+}
+
+/// Deletes a received message.
+async fn delete(client: &Client, queue_url: &str, receipt: &str) -> Result<(), BusError> {
+    client
+        .delete_message()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+        .map_err(|e| BusError(format!("SQS DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+    Ok(())
 }
