@@ -154,7 +154,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     for raw in &raws {
         let s = Instant::now();
-        let status = stack.services().ingest(raw).await;
+        let status = stack.services().ingest.event(raw).await;
         lat.push(s.elapsed().as_secs_f64() * 1e6);
         anyhow::ensure!(status.is_accepted(), "bench event not accepted: {status:?}");
     }

@@ -64,7 +64,7 @@ async fn ingest_all(h: &ScenarioHarness, store: &DynamoStore, raws: &[RawEvent])
     let mut per_event = Vec::with_capacity(raws.len());
     for raw in raws {
         let c0 = store.calls();
-        let status = h.services().ingest(raw).await;
+        let status = h.services().ingest.event(raw).await;
         anyhow::ensure!(status.is_accepted(), "bench event not accepted: {status:?}");
         per_event.push(store.calls() - c0);
     }
@@ -181,7 +181,7 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
     // their enrollment (and its due step) before the drip sweep would see it.
     for (name, kind) in [("drip", DueKind::Drip), ("decay", DueKind::Decay)] {
         let c0 = store.calls();
-        let r = h.services().run_job(kind, now, &go).await;
+        let r = h.services().jobs.run_kind(kind, now, &go).await;
         out[name] = json!({
             "index_entries_read": r.read, "processed": r.processed, "failed": r.failed,
             "read_per_due": (r.read as f64 / due.max(1) as f64 * 1000.0).round() / 1000.0,

@@ -95,7 +95,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let r = ember.tick(ember.clock().now(), &|| true).await;
+                let r = ember.jobs.tick(ember.clock().now(), &|| true).await;
                 if r.processed > 0 || r.failed > 0 {
                     tracing::info!(processed = r.processed, sent = r.sent, failed = r.failed, "scheduled jobs ran");
                 }

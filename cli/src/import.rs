@@ -153,7 +153,7 @@ struct Run {
 impl Run {
     async fn row(&mut self, line: u64, row: Result<RawEvent, String>) -> Result<()> {
         let status = match row {
-            Ok(raw) => self.stack.ember.ingest(&raw).await,
+            Ok(raw) => self.stack.ember.ingest.event(&raw).await,
             Err(reason) => IngestStatus::Rejected { event_id: None, reason },
         };
         match status {

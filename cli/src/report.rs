@@ -3,8 +3,9 @@
 
 use crate::scenario_cmd::StoreKind;
 use anyhow::{Context, Result};
-use ember_service::ember_reports::{self as reports, By, Costs, Period};
-use ember_service::ports::Store;
+use ember_service::ember_reports::{self as reports, Costs};
+use ember_service::ports::{Store, SystemClock};
+use ember_service::{ReportQuery, Reports};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub enum ReportKind {
     Quality,
 }
 
-/// Options.
+/// `ember report` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The report.
@@ -56,7 +57,6 @@ pub async fn run(args: ReportArgs) -> Result<()> {
     crate::init_logs_quiet();
     let model = ember_scoring::Model::load(&args.model)
         .map_err(|e| anyhow::anyhow!("{}: the model is invalid:\n{e}", args.model.display()))?;
-    let by: By = args.by.parse().map_err(anyhow::Error::msg)?;
     let costs: Costs = match &args.costs {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -64,8 +64,9 @@ pub async fn run(args: ReportArgs) -> Result<()> {
         }
         None => Costs::new(),
     };
-    let today = reports::facts::day_of(&model, chrono::Utc::now());
-    let period = Period::parse(args.from.as_deref(), args.to.as_deref(), today).map_err(anyhow::Error::msg)?;
+    let query = ReportQuery { from: args.from.clone(), to: args.to.clone(), by: Some(args.by.clone()), costs: None };
+    // Checked before the store is opened: a mistyped option is named even without data.
+    query.by()?;
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Embedded => {
             let path = args.data.join("ember.db");
@@ -74,19 +75,19 @@ pub async fn run(args: ReportArgs) -> Result<()> {
         }
         StoreKind::Dynamodb => Arc::new(ember_aws::DynamoStore::from_env().await?),
     };
-    let tallies = store.tallies(period.from, period.to).await?;
-    let (from, to) = (period.from, period.to);
+    let service = Reports::new(Arc::new(model), store, Arc::new(SystemClock));
+    service.period(&query)?;
     let (json, text) = match args.kind {
         ReportKind::Funnel => {
-            let r = reports::funnel(&model, &tallies, from, to, by);
+            let r = service.funnel(&query).await?;
             (serde_json::to_string_pretty(&r)?, reports::table::funnel(&r))
         }
         ReportKind::Campaigns => {
-            let r = reports::campaigns(&model, &tallies, from, to);
+            let r = service.campaigns(&query).await?;
             (serde_json::to_string_pretty(&r)?, reports::table::campaigns(&r))
         }
         ReportKind::Quality => {
-            let r = reports::quality(&model, &tallies, from, to, &costs);
+            let r = service.quality(&query, &costs).await?;
             (serde_json::to_string_pretty(&r)?, reports::table::quality(&r))
         }
     };

@@ -93,7 +93,7 @@ async fn oracle(events: &[Value]) -> BTreeMap<String, Value> {
     let mut scores = BTreeMap::new();
     for e in events {
         let raw: ember_scoring::event::RawEvent = serde_json::from_value(e.clone()).unwrap();
-        assert!(h.services().ingest(&raw).await.is_accepted(), "oracle: {e}");
+        assert!(h.services().ingest.event(&raw).await.is_accepted(), "oracle: {e}");
     }
     for e in events {
         let email = e["email"].as_str().unwrap().to_string();
@@ -237,7 +237,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
             },
         )
         .expect("local stack");
-        let r = stack.ember.tick(later, &|| true).await;
+        let r = stack.ember.jobs.tick(later, &|| true).await;
         assert_eq!(r.failed, 0, "{r:?}");
     }
     let restarted = Dev::start(&dev.data, Some(dev.port), &[]).await;

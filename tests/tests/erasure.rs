@@ -7,7 +7,7 @@ use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
 use ember_scoring::{Model, RawEvent, Time};
 use ember_service::ports::Identity;
-use ember_service::Feedback;
+use ember_service::CrmFeedback;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -33,33 +33,33 @@ fn raw(v: serde_json::Value) -> RawEvent {
 /// CRM feedback and scheduled jobs — then the erasure. Another lead stays untouched.
 async fn live_and_erase(h: &ScenarioHarness) -> String {
     let e = h.ember();
-    let s = e.ingest(&raw(json!({"event_id": "er-sub", "type": "newsletter_subscribe", "email": EMAIL}))).await;
+    let s = e.ingest.event(&raw(json!({"event_id": "er-sub", "type": "newsletter_subscribe", "email": EMAIL}))).await;
     assert!(s.is_accepted(), "{s:?}");
     for (i, path) in ["/blog/a", "/pricing"].iter().enumerate() {
-        let s = e.ingest(&raw(json!({"event_id": format!("er-anon-{i}"), "type": "page_view", "anonymous_id": "cookie-erase",
+        let s = e.ingest.event(&raw(json!({"event_id": format!("er-anon-{i}"), "type": "page_view", "anonymous_id": "cookie-erase",
             "properties": {"path": path}, "context": {"utm": {"source": "newsletter", "medium": "email"}}}))).await;
         assert!(s.is_accepted(), "{s:?}");
     }
-    let s = e.ingest(&raw(json!({"event_id": "er-form", "type": "form_submit", "email": EMAIL, "anonymous_id": "cookie-erase",
+    let s = e.ingest.event(&raw(json!({"event_id": "er-form", "type": "form_submit", "email": EMAIL, "anonymous_id": "cookie-erase",
         "properties": {"form_id": "contact-us"},
         "traits": {"first_name": FIRST, "last_name": LAST, "company": COMPANY, "job_title": "Head of Marketing",
                    "company_size": 600, "country": "FR", "newsletter_opt_in": true}}))).await;
     assert!(s.is_accepted(), "{s:?}");
-    let s = e.ingest(&raw(json!({"event_id": "er-demo", "type": "demo_request", "email": EMAIL}))).await;
+    let s = e.ingest.event(&raw(json!({"event_id": "er-demo", "type": "demo_request", "email": EMAIL}))).await;
     assert!(s.is_accepted(), "{s:?}");
-    e.crm_feedback(&Feedback { lead_id: None, email: Some(EMAIL.into()), action: "accepted".into(), amount: None, reason: Some(format!("{FIRST} called back")) })
+    e.feedback.crm(&CrmFeedback { lead_id: None, email: Some(EMAIL.into()), action: "accepted".into(), amount: None, reason: Some(format!("{FIRST} called back")) })
         .await
         .expect("CRM feedback");
     h.clock().set(start() + chrono::Duration::days(3));
-    e.tick(start() + chrono::Duration::days(3), &|| true).await;
-    let s = e.ingest(&raw(json!({"event_id": "er-other", "type": "page_view", "email": "someone.else@keep.example",
+    e.jobs.tick(start() + chrono::Duration::days(3), &|| true).await;
+    let s = e.ingest.event(&raw(json!({"event_id": "er-other", "type": "page_view", "email": "someone.else@keep.example",
         "traits": {"first_name": "Keep"}}))).await;
     assert!(s.is_accepted(), "{s:?}");
 
     let lead = e.lead_by(&Identity::Email(EMAIL.to_lowercase())).await.unwrap().expect("the lead exists");
     assert!(!lead.merged_from.is_empty(), "the anonymous profile was merged in");
-    assert!(e.erase(&lead.id).await.expect("erase"), "erase finds the lead");
-    assert!(!e.erase(&lead.id).await.expect("erase again"), "a second erase finds nothing");
+    assert!(e.erasure.erase(&lead.id).await.expect("erase"), "erase finds the lead");
+    assert!(!e.erasure.erase(&lead.id).await.expect("erase again"), "a second erase finds nothing");
     assert!(e.lead_by(&Identity::Email(EMAIL.to_lowercase())).await.unwrap().is_none());
     assert!(e.lead_by(&Identity::Anonymous("cookie-erase".into())).await.unwrap().is_none());
     assert!(e.lead_by(&Identity::Email("someone.else@keep.example".into())).await.unwrap().is_some(), "other leads are kept");

@@ -8,7 +8,7 @@ use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
 use ember_scoring::{Model, RawEvent, Time};
 use ember_service::ports::{Identity, Store};
-use ember_service::{Feedback, FeedbackOutcome};
+use ember_service::{CrmFeedback, FeedbackOutcome};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -25,14 +25,14 @@ fn raw(v: serde_json::Value) -> RawEvent {
     serde_json::from_value(v).unwrap()
 }
 
-fn feedback(action: &str) -> Feedback {
-    Feedback { lead_id: None, email: Some("dana@corp.example".into()), action: action.into(), amount: None, reason: None }
+fn feedback(action: &str) -> CrmFeedback {
+    CrmFeedback { lead_id: None, email: Some("dana@corp.example".into()), action: action.into(), amount: None, reason: None }
 }
 
 async fn replays_apply_once(h: Arc<ScenarioHarness>) {
     let e = h.ember();
     for (id, kind) in [("fr-sub", "newsletter_subscribe"), ("fr-demo", "demo_request")] {
-        let s = e.ingest(&raw(json!({"event_id": id, "type": kind, "email": "dana@corp.example",
+        let s = e.ingest.event(&raw(json!({"event_id": id, "type": kind, "email": "dana@corp.example",
             "traits": {"job_title": "CMO", "company_size": 800, "country": "FR"}}))).await;
         assert!(s.is_accepted(), "{s:?}");
     }
@@ -40,10 +40,10 @@ async fn replays_apply_once(h: Arc<ScenarioHarness>) {
     let webhooks_before = h.webhooks().await.unwrap().len();
 
     // Sequential replay: applied, then a duplicate that changes nothing.
-    let first = e.crm_feedback_once(&feedback("recycled"), "msg_fb_1").await.unwrap();
+    let first = e.feedback.crm_once(&feedback("recycled"), "msg_fb_1").await.unwrap();
     assert!(matches!(first, FeedbackOutcome::Applied(_)), "{first:?}");
     let after_first = e.lead(&lead.id).await.unwrap().unwrap();
-    let again = e.crm_feedback_once(&feedback("recycled"), "msg_fb_1").await.unwrap();
+    let again = e.feedback.crm_once(&feedback("recycled"), "msg_fb_1").await.unwrap();
     assert!(matches!(again, FeedbackOutcome::Duplicate(_)), "{again:?}");
     assert_eq!(e.lead(&lead.id).await.unwrap().unwrap(), after_first, "the duplicate changed nothing");
     assert_eq!(after_first.crm.recycled, 1, "recycled once");
@@ -52,7 +52,7 @@ async fn replays_apply_once(h: Arc<ScenarioHarness>) {
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let h = h.clone();
-        tasks.push(tokio::spawn(async move { h.ember().crm_feedback_once(&feedback("rejected"), "msg_fb_2").await.unwrap() }));
+        tasks.push(tokio::spawn(async move { h.ember().feedback.crm_once(&feedback("rejected"), "msg_fb_2").await.unwrap() }));
     }
     let mut applied = 0;
     for t in tasks {
@@ -66,15 +66,15 @@ async fn replays_apply_once(h: Arc<ScenarioHarness>) {
     assert_eq!((count("ember.crm.recycled"), count("ember.crm.rejected")), (1, 1), "one timeline entry each");
     // A request that changes nothing is still recorded, so its replay stays a duplicate.
     let before = e.lead(&lead.id).await.unwrap().unwrap();
-    let noop = e.crm_feedback_once(&feedback("rejected"), "msg_fb_3").await.unwrap();
+    let noop = e.feedback.crm_once(&feedback("rejected"), "msg_fb_3").await.unwrap();
     assert!(matches!(noop, FeedbackOutcome::Applied(_)), "{noop:?}");
     assert!(e.store().seen(&ember_service::feedback_entry_id("msg_fb_3")).await.unwrap());
-    assert!(matches!(e.crm_feedback_once(&feedback("rejected"), "msg_fb_3").await.unwrap(), FeedbackOutcome::Duplicate(_)));
+    assert!(matches!(e.feedback.crm_once(&feedback("rejected"), "msg_fb_3").await.unwrap(), FeedbackOutcome::Duplicate(_)));
     assert_eq!(e.lead(&lead.id).await.unwrap().unwrap().crm, before.crm);
     let recycled_hooks = h.webhooks().await.unwrap()[webhooks_before..].iter().filter(|(_, k)| k == "lead.recycled").count();
     assert!(recycled_hooks <= 1, "at most one lead.recycled webhook");
     // A client may not take an id of Ember's own entries.
-    let s = e.ingest(&raw(json!({"event_id": ember_service::feedback_entry_id("msg_fb_4"), "type": "page_view", "email": "dana@corp.example"}))).await;
+    let s = e.ingest.event(&raw(json!({"event_id": ember_service::feedback_entry_id("msg_fb_4"), "type": "page_view", "email": "dana@corp.example"}))).await;
     assert!(!s.is_accepted(), "{s:?}");
 }
 

@@ -64,18 +64,18 @@ async fn the_cookie_follows_the_person_who_identified(open: Open, dir: &std::pat
     let b = process(&open, dir);
     let ola = accepted(
         a.ember()
-            .ingest(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc",
+            .ingest.event(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc",
                 "properties": {"path": "/blog/a"}})))
             .await,
     );
     // A's cache now says shared-pc → Ola (a second event proves A routes by it).
     assert_eq!(
-        accepted(a.ember().ingest(&raw(json!({"event_id": "o2", "type": "page_view", "anonymous_id": "shared-pc", "properties": {"path": "/"}}))).await),
+        accepted(a.ember().ingest.event(&raw(json!({"event_id": "o2", "type": "page_view", "anonymous_id": "shared-pc", "properties": {"path": "/"}}))).await),
         ola
     );
     let noe = accepted(
         b.ember()
-            .ingest(&raw(json!({"event_id": "n1", "type": "form_submit", "email": "noe@acme.example", "anonymous_id": "shared-pc",
+            .ingest.event(&raw(json!({"event_id": "n1", "type": "form_submit", "email": "noe@acme.example", "anonymous_id": "shared-pc",
                 "properties": {"form_id": "contact-us"}})))
             .await,
     );
@@ -84,7 +84,7 @@ async fn the_cookie_follows_the_person_who_identified(open: Open, dir: &std::pat
     assert!(!old.anonymous_ids.contains(&"shared-pc".to_string()), "Ola's lead gave the cookie up: {:?}", old.anonymous_ids);
 
     // The cookie's next anonymous event reaches process A, whose cache still says Ola.
-    let demo = a.ember().ingest(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await;
+    let demo = a.ember().ingest.event(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await;
     assert_eq!(accepted(demo), noe, "the demo request is Noé's");
     let ola_now = a.ember().lead(&ola).await.unwrap().unwrap();
     assert_eq!(ola_now.stage, "lead", "Ola did not ask for a demo");
@@ -119,16 +119,16 @@ async fn a_cookie_moving_between_two_known_leads_leaves_the_first() {
     let open = sqlite(dir.path());
     let a = process(&open, dir.path());
     let b = process(&open, dir.path());
-    let ola = accepted(a.ember().ingest(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc"}))).await);
-    let pia = accepted(b.ember().ingest(&raw(json!({"event_id": "p1", "type": "page_view", "email": "pia@acme.example"}))).await);
+    let ola = accepted(a.ember().ingest.event(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc"}))).await);
+    let pia = accepted(b.ember().ingest.event(&raw(json!({"event_id": "p1", "type": "page_view", "email": "pia@acme.example"}))).await);
     let moved = b
         .ember()
-        .ingest(&raw(json!({"event_id": "p2", "type": "form_submit", "email": "pia@acme.example", "anonymous_id": "shared-pc",
+        .ingest.event(&raw(json!({"event_id": "p2", "type": "form_submit", "email": "pia@acme.example", "anonymous_id": "shared-pc",
             "properties": {"form_id": "contact-us"}})))
         .await;
     assert_eq!(accepted(moved), pia);
     assert!(!b.ember().lead(&ola).await.unwrap().unwrap().anonymous_ids.contains(&"shared-pc".to_string()), "Ola's lead gave the cookie up");
-    let demo = a.ember().ingest(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await;
+    let demo = a.ember().ingest.event(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await;
     assert_eq!(accepted(demo), pia);
     assert_eq!(a.ember().lead(&ola).await.unwrap().unwrap().stage, "lead");
 }
@@ -186,7 +186,7 @@ async fn a_move_between_read_and_commit_makes_the_stale_commit_conflict() {
     let open = sqlite(dir.path());
     let b = Arc::new(process(&open, dir.path()));
     let seed = process(&open, dir.path());
-    let ola = accepted(seed.ember().ingest(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc"}))).await);
+    let ola = accepted(seed.ember().ingest.event(&raw(json!({"event_id": "o1", "type": "page_view", "email": "ola@acme.example", "anonymous_id": "shared-pc"}))).await);
 
     let noe = Arc::new(Mutex::new(None::<String>));
     let (b2, noe2) = (b.clone(), noe.clone());
@@ -194,7 +194,7 @@ async fn a_move_between_read_and_commit_makes_the_stale_commit_conflict() {
         Box::pin(async move {
             let s = b2
                 .ember()
-                .ingest(&raw(json!({"event_id": "n1", "type": "form_submit", "email": "noe@acme.example", "anonymous_id": "shared-pc",
+                .ingest.event(&raw(json!({"event_id": "n1", "type": "form_submit", "email": "noe@acme.example", "anonymous_id": "shared-pc",
                     "properties": {"form_id": "contact-us"}})))
                 .await;
             *noe2.lock().unwrap() = Some(accepted(s));
@@ -202,7 +202,7 @@ async fn a_move_between_read_and_commit_makes_the_stale_commit_conflict() {
     });
     let store: Arc<dyn Store> = Arc::new(BeforeFirstCommit { inner: open(), hook: Mutex::new(Some(hook)) });
     let a = ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap();
-    let demo = accepted(a.ember().ingest(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await);
+    let demo = accepted(a.ember().ingest.event(&raw(json!({"event_id": "d1", "type": "demo_request", "anonymous_id": "shared-pc"}))).await);
     let noe = noe.lock().unwrap().clone().expect("the move ran before A's commit");
     assert_eq!(demo, noe, "A's first plan (Ola) conflicted; the retry found Noé");
     let ola_now = a.ember().lead(&ola).await.unwrap().unwrap();

@@ -117,7 +117,7 @@ async fn a_write_key_cannot_make_a_lead_unstorable_and_the_worst_request_cost_is
     let ember = h.ember();
     let send = |v: Value| {
         let e = raw(v);
-        async move { ember.ingest(&e).await }
+        async move { ember.ingest.event(&e).await }
     };
     let item = client
         .get_item()

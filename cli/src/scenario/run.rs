@@ -5,7 +5,7 @@ use super::format::{Action, Expect, Outcome, Scenario, Step};
 use anyhow::{Context, Result};
 use ember_scoring::{RawEvent, Time};
 use ember_service::ports::{Identity, ManualClock};
-use ember_service::{Ember, Feedback, IngestStatus};
+use ember_service::{CrmFeedback, Ember, IngestStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
                     o.entry("event_id").or_insert_with(|| format!("scenario-{event_no}").into());
                 }
                 let raw: RawEvent = serde_json::from_value(v).with_context(|| format!("steps[{}].event", step.index))?;
-                let status = h.ember().ingest(&raw).await;
+                let status = h.ember().ingest.event(&raw).await;
                 let got = match status {
                     IngestStatus::Accepted { .. } => Outcome::Accepted,
                     IngestStatus::Duplicate { .. } => Outcome::Duplicate,
@@ -101,14 +101,14 @@ pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
                 }
             }
             Action::Crm(v) => {
-                let fb: Feedback = match serde_json::from_value(v.clone()) {
+                let fb: CrmFeedback = match serde_json::from_value(v.clone()) {
                     Ok(f) => f,
                     Err(e) => {
                         report.failures.push(Failure { step: step.index, message: format!("crm: {e}") });
                         continue;
                     }
                 };
-                if let Err(e) = h.ember().crm_feedback(&fb).await {
+                if let Err(e) = h.ember().feedback.crm(&fb).await {
                     report.failures.push(Failure { step: step.index, message: format!("crm feedback failed: {e}") });
                 }
             }
@@ -124,7 +124,7 @@ pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
 }
 
 async fn tick(h: &dyn Harness, now: Time) {
-    let r = h.ember().tick(now, &|| true).await;
+    let r = h.ember().jobs.tick(now, &|| true).await;
     if r.failed > 0 {
         tracing::warn!(failed = r.failed, "tick had failures");
     }

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use ember_scoring::RawEvent;
-use ember_service::{Ember, IngestStatus, MAX_BATCH};
+use ember_service::{Ember, IngestStatus};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -119,21 +119,8 @@ async fn ingest(
         v @ Value::Object(_) => (vec![v], false),
         _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "send one event (an object) or {\"batch\": [...]}")),
     };
-    if raws.len() > MAX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("a batch holds at most {MAX_BATCH} events; this one has {}", raws.len()),
-        ));
-    }
-    let mut results = Vec::with_capacity(raws.len());
-    for v in raws {
-        let status = match serde_json::from_value::<RawEvent>(v) {
-            Ok(raw) => ember.ingest(&raw).await,
-            Err(e) => IngestStatus::Rejected { event_id: None, reason: format!("not an event object: {e}") },
-        };
-        results.push(status);
-    }
+    let items = raws.into_iter().map(|v| serde_json::from_value::<RawEvent>(v).map_err(|e| format!("not an event object: {e}"))).collect();
+    let results = ember.ingest.batch(items).await?;
     let count = |f: fn(&IngestStatus) -> bool| results.iter().filter(|s| f(s)).count();
     let accepted = count(|s| matches!(s, IngestStatus::Accepted { .. }));
     let duplicate = count(|s| matches!(s, IngestStatus::Duplicate { .. }));

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 use ember_service::signing::{self, SigningError};
-use ember_service::{Ember, Feedback, FeedbackOutcome, ServiceError};
+use ember_service::{CrmFeedback, Ember, FeedbackOutcome, ServiceError};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -55,10 +55,10 @@ pub(crate) async fn crm(
         }
         other => ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", other.to_string()),
     })?;
-    let fb: Feedback = serde_json::from_str(text)
+    let fb: CrmFeedback = serde_json::from_str(text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("not a feedback object: {e}")))?;
     // The signature covers the `webhook-id`: it is the request's idempotency key (SPEC §3).
-    let outcome = ember.crm_feedback_once(&fb, header(&headers, "webhook-id")).await?;
+    let outcome = ember.feedback.crm_once(&fb, header(&headers, "webhook-id")).await?;
     let (lead, verdict) = match &outcome {
         FeedbackOutcome::Applied(lead) => {
             tracing::info!(lead_id = %lead.id, action = %fb.action, "CRM feedback applied");
@@ -121,7 +121,7 @@ pub(crate) async fn unsubscribe_page(State(ember): State<Ember>, q: Result<Query
 /// `POST /v1/unsubscribe?token=`: RFC 8058 one-click unsubscribe (and the page's button).
 pub(crate) async fn unsubscribe(State(ember): State<Ember>, q: Result<Query<Token>, QueryRejection>) -> Response {
     let Some(token) = q.ok().and_then(|Query(q)| q.token).filter(|t| !t.is_empty()) else { return invalid_link() };
-    match ember.unsubscribe(&token).await {
+    match ember.feedback.unsubscribe(&token).await {
         Ok(lead) => {
             tracing::info!(lead_id = %lead.id, "unsubscribed by link");
             done()

@@ -103,7 +103,7 @@ pub(crate) async fn timeline(State(ember): State<Ember>, Path(id): Path<String>)
 /// identities, its events and those of the profiles merged into it — is removed; aggregate
 /// counts are kept. Idempotent: erasing an erased lead answers 404.
 pub(crate) async fn erase(State(ember): State<Ember>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if ember.erase(&id).await? {
+    if ember.erasure.erase(&id).await? {
         tracing::info!(lead_id = %id, "lead erased");
         Ok((StatusCode::OK, Json(json!({"erased": true, "lead_id": id}))).into_response())
     } else {

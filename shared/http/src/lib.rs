@@ -142,6 +142,7 @@ impl From<ember_service::ServiceError> for ApiError {
         match e {
             E::NotFound => ApiError::no_lead(),
             E::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", m),
+            E::BatchTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", e.to_string()),
             E::Contention(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
             E::Store(s) => {
                 tracing::error!(error = %s, "store error");

@@ -54,17 +54,17 @@ pub fn routes() -> Router<Ember> {
 
 async fn funnel(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     let q = crate::query(q)?;
-    Ok(Json(ember.funnel_report(&q).await?))
+    Ok(Json(ember.reports.funnel(&q).await?))
 }
 
 async fn campaigns(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     let q = crate::query(q)?;
-    Ok(Json(ember.campaigns_report(&q).await?))
+    Ok(Json(ember.reports.campaigns(&q).await?))
 }
 
 async fn quality(State(ember): State<Ember>, q: Result<Query<ReportQuery>, QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     let q = crate::query(q)?;
-    Ok(Json(ember.quality_report(&q, &Default::default()).await?))
+    Ok(Json(ember.reports.quality(&q, &Default::default()).await?))
 }
 
 pub(crate) async fn dashboard() -> impl IntoResponse {

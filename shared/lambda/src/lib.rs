@@ -10,7 +10,7 @@
 //! | `ingest` | HTTP API `POST /v1/events` | [`http::router`] |
 //! | `api` | HTTP API, every other route | [`http::router`] |
 //! | `decay` | EventBridge Scheduler, daily | [`schedule::run`] |
-//! | `drip` | EventBridge Scheduler, every minute (drip, then SLA breaches) | [`schedule::run`] |
+//! | `drip` | EventBridge Scheduler, every minute (SLA breaches, then due campaign steps) | [`schedule::run`] |
 //! | `feedback` | SES events from EventBridge | [`ses_events::handle`] |
 //! | `handoff` | `lead.qualified` / `lead.sla_breached` / `lead.recycled` from the bus | [`bus_events::handle`] |
 //!

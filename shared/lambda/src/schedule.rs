@@ -12,6 +12,7 @@
 
 use crate::AwsStack;
 use ember_scoring::Time;
+pub use ember_service::Job;
 use ember_service::JobReport;
 use ember_service::ports::DueKind;
 use serde::{Deserialize, Serialize};
@@ -19,16 +20,6 @@ use std::time::{Duration, Instant};
 
 /// Time kept free before the deadline: the lead in hand finishes, no new one starts.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(10);
-
-/// Which job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Job {
-    /// Decay of quiet leads.
-    Decay,
-    /// Campaign steps that are due, then SLA breaches.
-    Drip,
-}
 
 /// The Scheduler's input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,13 +62,12 @@ pub async fn run(stack: &AwsStack, inv: &Invocation, deadline: Instant) -> RunRe
     let stop_at = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
     let keep_going = move || Instant::now() < stop_at;
     let now = inv.scheduled_time;
-    let ember = &stack.ember;
     let mut report = RunReport { job: Some(inv.job), now: Some(now), ..RunReport::default() };
-    match inv.job {
-        Job::Decay => report.decay = Some(ember.run_job(DueKind::Decay, now, &keep_going).await),
-        Job::Drip => {
-            report.drip = Some(ember.run_job(DueKind::Drip, now, &keep_going).await);
-            report.sla = Some(ember.run_job(DueKind::Sla, now, &keep_going).await);
+    for (kind, r) in stack.ember.jobs.run(inv.job, now, &keep_going).await {
+        match kind {
+            DueKind::Decay => report.decay = Some(r),
+            DueKind::Drip => report.drip = Some(r),
+            DueKind::Sla => report.sla = Some(r),
         }
     }
     for (kind, r) in [("decay", &report.decay), ("drip", &report.drip), ("sla", &report.sla)] {

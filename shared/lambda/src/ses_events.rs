@@ -220,7 +220,7 @@ pub async fn handle(stack: &AwsStack, envelope: &Value) -> Result<Handled, SesEv
     };
     flag_unsubscribe_token(stack, &mut raw);
     let kind = raw.kind.as_ref().and_then(Value::as_str).unwrap_or("").to_string();
-    match stack.ember.email_feedback(&raw).await {
+    match stack.ember.feedback.email(&raw).await {
         Ok(Some(IngestStatus::Accepted { .. })) => Ok(Handled::Applied { kind, status: "accepted".into() }),
         Ok(Some(IngestStatus::Duplicate { .. })) => Ok(Handled::Applied { kind, status: "duplicate".into() }),
         Ok(Some(IngestStatus::Rejected { reason, .. })) => Err(SesEventError::Service(reason)),

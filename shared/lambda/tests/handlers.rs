@@ -85,7 +85,7 @@ async fn drip_sample_sends_through_ses_once() {
         "event_id": unique("nl"), "type": "newsletter_subscribe", "occurred_at": "2026-03-19T10:00:00Z", "email": reader,
     }))
     .unwrap();
-    assert!(fx.stack.ember.ingest(&raw).await.is_accepted());
+    assert!(fx.stack.ember.ingest.event(&raw).await.is_accepted());
     let inv: Invocation = serde_json::from_str(&sample("scheduler-drip.json")).expect("a Scheduler input");
     let report = schedule::run(&fx.stack, &inv, far()).await;
     assert_eq!(report.drip.as_ref().map(|r| r.sent), Some(1), "{report:?}");

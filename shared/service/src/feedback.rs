@@ -1,16 +1,19 @@
 //! Feedback from outside: the CRM (accepted, rejected, recycled, opportunity, won, lost) and
 //! the email provider (delivered, opened, clicked, bounced, complained).
 
-use crate::app::{Ember, ServiceError, MAX_ATTEMPTS};
-use crate::ingest::IngestStatus;
-use crate::ports::{Commit, Identity, StoreError, StoredEvent};
+use crate::compose::Composer;
+use crate::core::{Core, Decision, Failure, ServiceError, Updated};
+use crate::ingest::{Ingest, IngestStatus};
+use crate::jobs::change_lead;
+use crate::ports::{Identity, StoreError, StoredEvent};
 use ember_scoring::{CrmAction, Lead, RawEvent, Time};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+use std::sync::Arc;
 
-/// A feedback request (`POST /v1/crm/feedback`).
+/// A CRM feedback request (`POST /v1/crm/feedback`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Feedback {
+pub struct CrmFeedback {
     /// Lead id.
     #[serde(default)]
     pub lead_id: Option<String>,
@@ -27,7 +30,7 @@ pub struct Feedback {
     pub reason: Option<String>,
 }
 
-/// What [`Ember::crm_feedback_once`] did.
+/// What [`Feedback::crm_once`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedbackOutcome {
     /// Applied now; the lead after it.
@@ -55,15 +58,24 @@ pub fn feedback_entry_id(idempotency_key: &str) -> String {
     format!("sys:crm:{hex}")
 }
 
-impl Ember {
+/// The feedback use case: what the CRM, the email provider and the recipient (unsubscribe
+/// links) say about a lead.
+#[derive(Clone)]
+pub struct Feedback {
+    pub(crate) core: Arc<Core>,
+    pub(crate) ingest: Ingest,
+    pub(crate) composer: Arc<Composer>,
+}
+
+impl Feedback {
     /// Applies CRM feedback at the current time; returns the updated lead. Each call applies
-    /// (no idempotency key): see [`Ember::crm_feedback_once`] for requests that may be replayed.
-    pub async fn crm_feedback(&self, fb: &Feedback) -> Result<Lead, ServiceError> {
+    /// (no idempotency key): see [`Feedback::crm_once`] for requests that may be replayed.
+    pub async fn crm(&self, fb: &CrmFeedback) -> Result<Lead, ServiceError> {
         let (action, lead_id) = self.feedback_target(fb).await?;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let reason = fb.reason.clone();
-        let rec = self
-            .change_lead(&lead_id, now, &format!("crm.{}", action.name()), |e, l| e.crm_feedback(l, &action, reason.as_deref(), now))
+        let what = format!("crm.{}", action.name());
+        let rec = change_lead(&self.core, &lead_id, now, &what, |e, l| e.crm_feedback(l, &action, reason.as_deref(), now))
             .await?
             .ok_or(ServiceError::NotFound)?;
         Ok(rec.lead)
@@ -74,57 +86,59 @@ impl Ember {
     /// replay — sequential or concurrent — is answered [`FeedbackOutcome::Duplicate`] and
     /// changes nothing (no second recycle, score reset or webhook). The entry is recorded even
     /// when the feedback changes nothing, so a later replay stays a duplicate.
-    pub async fn crm_feedback_once(&self, fb: &Feedback, idempotency_key: &str) -> Result<FeedbackOutcome, ServiceError> {
+    pub async fn crm_once(&self, fb: &CrmFeedback, idempotency_key: &str) -> Result<FeedbackOutcome, ServiceError> {
         if idempotency_key.trim().is_empty() {
             return Err(ServiceError::Invalid("the feedback needs an idempotency key (`webhook-id`)".into()));
         }
+        let core = &self.core;
         let entry_id = feedback_entry_id(idempotency_key);
-        if self.store.seen(&entry_id).await? {
+        if core.store.seen(&entry_id).await? {
             return self.duplicate(fb).await;
         }
         let (action, lead_id) = self.feedback_target(fb).await?;
         let what = format!("crm.{}", action.name());
-        for _ in 0..MAX_ATTEMPTS {
-            let now = self.clock.now();
-            let Some(rec) = self.store.get(&lead_id).await? else { return Err(ServiceError::NotFound) };
+        let decide = |rec: &crate::ports::LeadRecord| {
+            let now = core.clock.now();
             let mut lead = rec.lead.clone();
-            let outcome = self.engine.crm_feedback(&mut lead, &action, fb.reason.as_deref(), now);
-            let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-            let events = vec![feedback_entry(&entry_id, &lead.id, &what, now, outcome.changes, self.clock.now())];
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
-            let lead_after = commit.lead.clone();
-            match self.store.commit(commit).await {
-                Ok(v) => {
-                    let rec = self.flush_outbox(crate::ports::LeadRecord { lead: lead_after, version: v }).await;
-                    return Ok(FeedbackOutcome::Applied(rec.lead));
-                }
-                Err(StoreError::Duplicate(_)) => return Ok(FeedbackOutcome::Duplicate(self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?)),
-                Err(StoreError::Conflict(_)) => {
-                    // Another writer got there first — maybe the same request: check before trying again.
-                    if self.store.seen(&entry_id).await? {
-                        return self.duplicate(fb).await;
-                    }
-                }
-                Err(e) => return Err(e.into()),
+            let outcome = core.engine.crm_feedback(&mut lead, &action, fb.reason.as_deref(), now);
+            let events = vec![feedback_entry(&entry_id, &lead.id, &what, now, outcome.changes, core.clock.now())];
+            Decision::Write { lead, events, carry: () }
+        };
+        // The entry already there means this request was applied: by an earlier call, or by the
+        // concurrent one whose commit made this one conflict.
+        let entry = &entry_id;
+        let on_failure = |e: StoreError, _: &()| async move {
+            match e {
+                StoreError::Duplicate(_) => Ok(Failure::Stop(e)),
+                StoreError::Conflict(_) if core.store.seen(entry).await? => Ok(Failure::Stop(e)),
+                e => Failure::of_conflict(e),
             }
+        };
+        match core.update_lead(&lead_id, decide, on_failure).await? {
+            None => Err(ServiceError::NotFound),
+            Some(Updated::Written(rec, ()) | Updated::Kept(rec, ())) => Ok(FeedbackOutcome::Applied(rec.lead)),
+            Some(Updated::Refused(_)) => Ok(FeedbackOutcome::Duplicate(self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?)),
         }
-        Err(ServiceError::Contention(MAX_ATTEMPTS))
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<Lead>, ServiceError> {
+        Ok(self.core.store.get(id).await?.map(|r| r.lead))
     }
 
     /// The answer to a request already applied: the lead as it is now.
-    async fn duplicate(&self, fb: &Feedback) -> Result<FeedbackOutcome, ServiceError> {
+    async fn duplicate(&self, fb: &CrmFeedback) -> Result<FeedbackOutcome, ServiceError> {
         let (_, lead_id) = self.feedback_target(fb).await?;
         Ok(FeedbackOutcome::Duplicate(self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?))
     }
 
     /// The action of a request (amount checked) and the lead it names.
-    async fn feedback_target(&self, fb: &Feedback) -> Result<(CrmAction, String), ServiceError> {
+    async fn feedback_target(&self, fb: &CrmFeedback) -> Result<(CrmAction, String), ServiceError> {
         let action = CrmAction::parse(&fb.action, fb.amount).map_err(ServiceError::Invalid)?;
         let lead_id = match (&fb.lead_id, &fb.email) {
             (Some(id), _) => id.clone(),
             (None, Some(email)) => {
                 let email = ember_scoring::event::normalize_email(email).map_err(ServiceError::Invalid)?;
-                self.store.lookup(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)?
+                self.core.store.lookup(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)?
             }
             (None, None) => return Err(ServiceError::Invalid("give `lead_id` or `email`".into())),
         };
@@ -136,18 +150,18 @@ impl Ember {
     /// lead that exists is touched: an event about an erased or unknown address creates
     /// nothing (`Ok(None)`), so provider feedback can never bring an erased person back.
     /// Machine opens and clicks are recorded and earn nothing (the engine's rule).
-    pub async fn email_feedback(&self, raw: &RawEvent) -> Result<Option<IngestStatus>, ServiceError> {
+    pub async fn email(&self, raw: &RawEvent) -> Result<Option<IngestStatus>, ServiceError> {
         // Ember's own path: the bounce and complaint types a write key may not send.
         let event = raw
-            .validate_from(ember_scoring::event::Source::Ember, self.clock.now(), crate::ingest::new_event_id)
+            .validate_from(ember_scoring::event::Source::Ember, self.core.clock.now(), crate::ingest::new_event_id)
             .map_err(ServiceError::Invalid)?;
         let Some(email) = event.email.clone() else {
             return Err(ServiceError::Invalid("an email event needs the recipient's `email`".into()));
         };
-        if self.store.lookup(&Identity::Email(email)).await?.is_none() {
+        if self.core.store.lookup(&Identity::Email(email)).await?.is_none() {
             return Ok(None);
         }
-        self.apply_event(&event).await.map(Some)
+        self.ingest.apply(&event).await.map(Some)
     }
 
     /// Unsubscribes the lead of a signed unsubscribe token (from an email's link or its
@@ -171,7 +185,7 @@ impl Ember {
         let event = ember_scoring::Event {
             id: format!("sys:unsubscribe:{}:{since}", lead.id),
             kind: "unsubscribe".into(),
-            at: self.clock.now(),
+            at: self.core.clock.now(),
             email: Some(email.clone()),
             anonymous_id: None,
             traits: Default::default(),
@@ -179,36 +193,14 @@ impl Ember {
             channel: None,
             machine: false,
         };
-        self.apply_event(&event).await?;
-        self.lead_by(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)
-    }
-
-    /// Erases a lead: every item holding the person's data is removed (see
-    /// [`crate::ports::Store::erase`]), then every copy of what was sent about it or about the
-    /// profiles merged into it (outbox, recorded webhooks, dead letters: see
-    /// [`Ember::with_copies`]); aggregate counts are kept. `false`: no such lead in the store.
-    /// The copies are erased even then, so a repeated request finishes an erasure whose copies
-    /// failed the first time.
-    pub async fn erase(&self, lead_id: &str) -> Result<bool, ServiceError> {
-        let mut ids = vec![lead_id.to_string()];
-        if !self.copies.is_empty() {
-            if let Some(rec) = self.store.get(lead_id).await? {
-                ids.extend(rec.lead.merged_from.iter().filter(|m| *m != lead_id).cloned());
-            }
-        }
-        let existed = self.store.erase(lead_id).await?;
-        for copies in &self.copies {
-            let removed = copies.erase_leads(&ids).await?;
-            if removed > 0 {
-                tracing::info!(lead_id, removed, "erased copies outside the store");
-            }
-        }
-        Ok(existed)
+        self.ingest.apply(&event).await?;
+        let id = self.core.store.lookup(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)?;
+        self.lead(&id).await?.ok_or(ServiceError::NotFound)
     }
 }
 
 /// The timeline entry of one feedback request (kind `ember.crm.ACTION`), under its fixed id.
 fn feedback_entry(id: &str, lead_id: &str, what: &str, at: Time, changes: Vec<ember_scoring::Change>, received_at: Time) -> StoredEvent {
-    let event = crate::jobs::system_event(id.to_string(), what, at);
+    let event = crate::core::system_event(id.to_string(), what, at);
     StoredEvent { event, lead_id: lead_id.to_string(), changes, received_at }
 }

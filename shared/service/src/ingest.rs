@@ -6,10 +6,11 @@
 //! creating it or merging an anonymous profile into an identified one (atomically, with the
 //! identity claims in the same commit).
 
-use crate::app::{Ember, ServiceError, MAX_ATTEMPTS};
-use crate::ports::{Claim, Commit, Identity, LeadRecord, Release, StoreError, StoredEvent};
+use crate::core::{Core, ServiceError, MAX_ATTEMPTS};
+use crate::ports::{Claim, Identity, LeadRecord, Release, StoreError, StoredEvent};
 use ember_scoring::{Event, Lead, RawEvent};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Largest batch.
 pub const MAX_BATCH: usize = 100;
@@ -55,11 +56,18 @@ pub(crate) fn new_event_id() -> String {
     format!("ev_{}", uuid::Uuid::now_v7().simple())
 }
 
-impl Ember {
+/// The ingest use case: events from websites, apps and the email provider, applied to the
+/// lead their identities resolve to.
+#[derive(Clone)]
+pub struct Ingest {
+    pub(crate) core: Arc<Core>,
+}
+
+impl Ingest {
     /// Validates and applies one event as sent by a client (a write key): types that only
     /// Ember records are refused (see [`ember_scoring::event::is_reserved_type`]).
-    pub async fn ingest(&self, raw: &RawEvent) -> IngestStatus {
-        let now = self.clock.now();
+    pub async fn event(&self, raw: &RawEvent) -> IngestStatus {
+        let now = self.core.clock.now();
         let event = match raw.validate(now, new_event_id) {
             Ok(e) => e,
             Err(reason) => {
@@ -75,7 +83,7 @@ impl Ember {
                 reason: "`event_id` may not start with `sys:` (reserved for Ember's own entries)".into(),
             };
         }
-        match self.apply_event(&event).await {
+        match self.apply(&event).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(event_id = %event.id, error = %e, "ingest failed");
@@ -84,21 +92,26 @@ impl Ember {
         }
     }
 
-    /// Applies a batch (at most [`MAX_BATCH`]); one status per event, in order. A bad event
-    /// never sinks the good ones beside it.
-    pub async fn ingest_batch(&self, raws: &[RawEvent]) -> Result<Vec<IngestStatus>, ServiceError> {
-        if raws.len() > MAX_BATCH {
-            return Err(ServiceError::Invalid(format!("a batch holds at most {MAX_BATCH} events; this one has {}", raws.len())));
+    /// Applies a batch (at most [`MAX_BATCH`]); one status per item, in order. An item that
+    /// did not even read as an event (`Err`: why) is rejected for that reason; a bad event never
+    /// sinks the good ones beside it.
+    pub async fn batch(&self, items: Vec<Result<RawEvent, String>>) -> Result<Vec<IngestStatus>, ServiceError> {
+        if items.len() > MAX_BATCH {
+            return Err(ServiceError::BatchTooLarge(items.len()));
         }
-        let mut out = Vec::with_capacity(raws.len());
-        for raw in raws {
-            out.push(self.ingest(raw).await);
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match item {
+                Ok(raw) => self.event(&raw).await,
+                Err(reason) => IngestStatus::Rejected { event_id: None, reason },
+            });
         }
         Ok(out)
     }
 
     /// Applies a validated event: resolve identity, apply, commit — retried on conflict.
-    pub async fn apply_event(&self, event: &Event) -> Result<IngestStatus, ServiceError> {
+    pub async fn apply(&self, event: &Event) -> Result<IngestStatus, ServiceError> {
+        let core = &self.core;
         // A duplicate is found by the commit itself (the event id is written under an
         // `attribute_not_exists` condition in the same transaction), so the common case —
         // a new event — pays no read for it.
@@ -113,7 +126,7 @@ impl Ember {
                 Err(Resolve::Failed(e)) => return Err(e),
             };
             let Plan { mut lead, version, claims, merge, release } = plan;
-            let model = self.engine.model();
+            let model = core.engine.model();
             // Report counters: the facts the stored leads contribute now, taken away below
             // from the facts of the lead as committed.
             let mut before = std::collections::BTreeMap::new();
@@ -134,37 +147,31 @@ impl Ember {
             if let Some(from) = merge {
                 ember_reports::facts::add_facts(model, &from.lead, -1, &mut before);
                 retire = Some((from.lead.id.clone(), from.version));
-                changes.extend(self.engine.merge(&mut lead, from.lead, event.at).changes);
+                changes.extend(core.engine.merge(&mut lead, from.lead, event.at).changes);
             }
-            changes.extend(self.engine.ingest(&mut lead, event).changes);
+            changes.extend(core.engine.ingest(&mut lead, event).changes);
             let bounded = ember_scoring::limits::check_lead_traits(&traits_before, &lead.traits)
                 .and_then(|_| ember_scoring::limits::check_anonymous_ids(anonymous_before, lead.anonymous_ids.len()));
             if let Err(reason) = bounded {
                 return Ok(IngestStatus::Rejected { event_id: Some(event.id.clone()), reason });
             }
-            let tallies = ember_reports::facts::tallies_from(model, before, &lead);
-            let received_at = self.clock.now();
-            let commit = Commit {
-                due: self.engine.due(&lead),
-                events: vec![StoredEvent { event: event.clone(), lead_id: lead.id.clone(), changes, received_at }],
-                lead,
-                expected_version: version,
-                claims,
-                retire,
-                release,
-                tallies,
-            };
+            let received_at = core.clock.now();
+            let entry = StoredEvent { event: event.clone(), lead_id: lead.id.clone(), changes, received_at };
+            let mut commit = core.commit_from_facts(before, version, lead, vec![entry]);
+            commit.claims = claims;
+            commit.retire = retire;
+            commit.release = release;
             let lead_id = commit.lead.id.clone();
             let lead_after = commit.lead.clone();
             let released = commit.release.as_ref().map(|r| r.identities.clone()).unwrap_or_default();
-            match self.store.commit(commit).await {
+            match core.store.commit(commit).await {
                 Ok(v) => {
                     for identity in &released {
-                        self.identities.forget(identity);
+                        core.identities.forget(identity);
                     }
-                    self.identities.remember(&lead_after);
+                    core.identities.remember(&lead_after);
                     if !lead_after.outbox.is_empty() {
-                        self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await;
+                        core.flush_outbox(LeadRecord { lead: lead_after, version: v }).await;
                     }
                     return Ok(IngestStatus::Accepted { event_id: event.id.clone(), lead_id });
                 }
@@ -184,11 +191,11 @@ impl Ember {
     /// The lead an identity points at: the cached hint when allowed, else the store's.
     async fn lookup(&self, identity: &Identity, use_cache: bool) -> Result<(Option<String>, bool), ServiceError> {
         if use_cache {
-            if let Some(id) = self.identities.get(identity) {
+            if let Some(id) = self.core.identities.get(identity) {
                 return Ok((Some(id), true));
             }
         }
-        Ok((self.store.lookup(identity).await?, false))
+        Ok((self.core.store.lookup(identity).await?, false))
     }
 
     /// Decides which lead the event goes to, what identities to claim, and what to merge.
@@ -212,19 +219,19 @@ impl Ember {
         let load = |id: String| {
             let found = &found;
             async move {
-                let rec = self.store.get(&id).await.map_err(|e| Resolve::Failed(e.into()))?;
+                let rec = self.core.store.get(&id).await.map_err(|e| Resolve::Failed(e.into()))?;
                 for (hint, identity, target) in found.iter() {
                     let (Some(identity), Some(target)) = (identity, target) else { continue };
                     if *target != id || rec.as_ref().is_some_and(|r| crate::identity_cache::holds(&r.lead, identity)) {
                         continue;
                     }
                     if *hint {
-                        self.identities.forget(identity);
+                        self.core.identities.forget(identity);
                         return Err(Resolve::Stale);
                     }
                     // Read the identity again: if it still names this lead, the item is
                     // what counts (a lead whose document never listed it).
-                    let now = self.store.lookup(identity).await.map_err(|e| Resolve::Failed(e.into()))?;
+                    let now = self.core.store.lookup(identity).await.map_err(|e| Resolve::Failed(e.into()))?;
                     if now.as_deref() != Some(id.as_str()) {
                         return Err(Resolve::Stale);
                     }
@@ -278,7 +285,7 @@ impl Ember {
                         // Someone else on a browser known as another lead: a new lead, and the
                         // cookie follows the person who just identified (the other lead gives
                         // it up in the same commit).
-                        let lead = self.engine.new_lead(new_lead_id(), e.at);
+                        let lead = self.core.engine.new_lead(new_lead_id(), e.at);
                         let mut claims = vec![Claim { identity: Identity::Email(email.clone()), expected_owner: None }];
                         claims.extend(anon_claim(Some(b)));
                         Ok(Plan { lead, version: None, claims, merge: None, release: release(rec, anon.as_ref()) })
@@ -287,7 +294,7 @@ impl Ember {
                 }
             }
             (None, None) => {
-                let lead = self.engine.new_lead(new_lead_id(), e.at);
+                let lead = self.core.engine.new_lead(new_lead_id(), e.at);
                 let mut claims: Vec<Claim> = Vec::new();
                 if let Some(m) = &e.email {
                     claims.push(Claim { identity: Identity::Email(m.clone()), expected_owner: None });

@@ -1,17 +1,42 @@
 //! Scheduled jobs: decay, SLA and drip. Each reads only the leads that are due (through the
 //! store's due indexes), page by page, and stops cleanly when the caller's budget runs out,
 //! leaving the rest for the next run. Every lead is updated with the same optimistic
-//! concurrency as ingest, so overlapping or retried runs are safe; sends are claimed before
-//! the mailer is called and never sent twice.
+//! concurrency as ingest ([`Core::update_lead`]), so overlapping or retried runs are safe;
+//! sends are claimed before the mailer is called and never sent twice.
 
-use crate::app::{Ember, ServiceError, MAX_ATTEMPTS};
-use crate::ports::{Commit, DueKind, LeadRecord, StoreError, StoredEvent};
-use ember_scoring::engine::Change;
-use ember_scoring::{Event, Lead, Outcome, Time};
+use crate::compose::Composer;
+use crate::core::{system_entry, Core, Decision, Failure, ServiceError, Updated};
+use crate::ports::{DueKind, LeadRecord, Mailer, StoreError};
+use ember_scoring::{Lead, Outcome, Time};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Leads read per page.
 pub const PAGE: usize = 100;
+
+/// A scheduled job: what one schedule (or one `ember dev` tick) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    /// Decay of quiet leads.
+    Decay,
+    /// Sales SLA breaches, then the campaign steps that are due.
+    Drip,
+}
+
+impl Job {
+    /// Every job, in the order a tick runs them.
+    pub const ALL: [Job; 2] = [Job::Decay, Job::Drip];
+
+    /// The due indexes the job works through, in order. An SLA breach can recycle a lead and
+    /// so change what its campaigns do next: it is judged before the drip steps.
+    pub fn kinds(self) -> &'static [DueKind] {
+        match self {
+            Job::Decay => &[DueKind::Decay],
+            Job::Drip => &[DueKind::Sla, DueKind::Drip],
+        }
+    }
+}
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,18 +69,37 @@ impl JobReport {
     }
 }
 
-impl Ember {
-    /// Runs decay, then SLA, then drip, at `now`.
+/// The scheduled jobs use case: decay, SLA checks and drip sends over the leads that are due.
+#[derive(Clone)]
+pub struct Jobs {
+    pub(crate) core: Arc<Core>,
+    pub(crate) mailer: Arc<dyn Mailer>,
+    pub(crate) composer: Arc<Composer>,
+}
+
+impl Jobs {
+    /// Runs every job ([`Job::ALL`]) at `now`: decay, then SLA, then drip.
     pub async fn tick(&self, now: Time, keep_going: &(dyn Fn() -> bool + Sync)) -> JobReport {
         let mut total = JobReport::default();
-        for kind in DueKind::ALL {
-            total.add(&self.run_job(kind, now, keep_going).await);
+        for job in Job::ALL {
+            for (_, r) in self.run(job, now, keep_going).await {
+                total.add(&r);
+            }
         }
         total
     }
 
+    /// Runs one job at `now`, while `keep_going()` says so: a report per due kind, in order.
+    pub async fn run(&self, job: Job, now: Time, keep_going: &(dyn Fn() -> bool + Sync)) -> Vec<(DueKind, JobReport)> {
+        let mut reports = Vec::new();
+        for &kind in job.kinds() {
+            reports.push((kind, self.run_kind(kind, now, keep_going).await));
+        }
+        reports
+    }
+
     /// Runs one job over every lead due at `now`, while `keep_going()` says so.
-    pub async fn run_job(&self, kind: DueKind, now: Time, keep_going: &(dyn Fn() -> bool + Sync)) -> JobReport {
+    pub async fn run_kind(&self, kind: DueKind, now: Time, keep_going: &(dyn Fn() -> bool + Sync)) -> JobReport {
         let mut report = JobReport::default();
         let mut cursor = None;
         loop {
@@ -63,7 +107,7 @@ impl Ember {
                 report.incomplete = true;
                 return report;
             }
-            let page = match self.store.due(kind, now, cursor.clone(), PAGE).await {
+            let page = match self.core.store.due(kind, now, cursor.clone(), PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(job = ?kind, error = %e, "due query failed");
@@ -79,8 +123,8 @@ impl Ember {
                     return report;
                 }
                 let r = match kind {
-                    DueKind::Decay => self.change_lead(lead_id, now, "decay", |e, l| e.decay(l, now)).await.map(|_| Sends::default()),
-                    DueKind::Sla => self.change_lead(lead_id, now, "sla", |e, l| e.check_sla(l, now)).await.map(|_| Sends::default()),
+                    DueKind::Decay => change_lead(&self.core, lead_id, now, "decay", |e, l| e.decay(l, now)).await.map(|_| Sends::default()),
+                    DueKind::Sla => change_lead(&self.core, lead_id, now, "sla", |e, l| e.check_sla(l, now)).await.map(|_| Sends::default()),
                     DueKind::Drip => self.drip_lead(lead_id, now).await,
                 };
                 match r {
@@ -102,35 +146,6 @@ impl Ember {
         }
     }
 
-    /// Applies a pure change to one lead and commits it (with a timeline entry when it did
-    /// something), retrying on conflict; publishes what it queued.
-    pub(crate) async fn change_lead(
-        &self,
-        lead_id: &str,
-        now: Time,
-        what: &str,
-        f: impl Fn(&ember_scoring::Engine, &mut Lead) -> Outcome,
-    ) -> Result<Option<LeadRecord>, ServiceError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(rec) = self.store.get(lead_id).await? else { return Ok(None) };
-            let mut lead = rec.lead.clone();
-            let outcome = f(&self.engine, &mut lead);
-            if lead == rec.lead {
-                return Ok(Some(rec));
-            }
-            let events = system_entry(&lead, what, now, outcome.changes, self.clock.now());
-            let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-            let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
-            let lead_after = commit.lead.clone();
-            match self.store.commit(commit).await {
-                Ok(v) => return Ok(Some(self.flush_outbox(LeadRecord { lead: lead_after, version: v }).await)),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ServiceError::Contention(MAX_ATTEMPTS))
-    }
-
     /// Runs the drip steps of one lead: claim (commit), send, record the outcome (commit),
     /// and carry on while steps are due.
     ///
@@ -143,46 +158,51 @@ impl Ember {
     /// conflict), the lead is read again: finding its own token, the run knows the claim is
     /// its own and sends; finding none, it did not claim and sends nothing.
     async fn drip_lead(&self, lead_id: &str, now: Time) -> Result<Sends, ServiceError> {
-        let now = now.max(self.clock.now());
+        let core = &self.core;
+        let now = now.max(core.clock.now());
         let mut sends = Sends::default();
         // Publish anything left in the outbox by an earlier failure.
-        if let Some(rec) = self.store.get(lead_id).await? {
+        if let Some(rec) = core.store.get(lead_id).await? {
             if !rec.lead.outbox.is_empty() {
-                self.flush_outbox(rec).await;
+                core.flush_outbox(rec).await;
             }
         }
         for _ in 0..64 {
-            // 1. Run due steps; claim the sends they produce.
-            let mut claimed = None;
-            for _ in 0..MAX_ATTEMPTS {
-                let Some(rec) = self.store.get(lead_id).await? else { return Ok(sends) };
+            // 1. Run due steps; claim the sends they produce (each claim carries a fresh token).
+            let decide = |rec: &LeadRecord| {
                 let mut lead = rec.lead.clone();
-                let (intents, outcome) = self.engine.drip(&mut lead, now);
+                let (intents, outcome) = core.engine.drip(&mut lead, now);
                 if lead == rec.lead {
-                    return Ok(sends);
+                    return Decision::Keep((Vec::new(), String::new()));
                 }
                 let token = uuid::Uuid::now_v7().simple().to_string();
                 mark_claims(&mut lead, &intents, &token);
-                let events = system_entry(&lead, "drip", now, outcome.changes, self.clock.now());
-                let tallies = ember_reports::tallies(self.engine.model(), Some(&rec.lead), &lead, None);
-                let commit = Commit { due: self.engine.due(&lead), lead, expected_version: Some(rec.version), events, claims: vec![], retire: None, release: None, tallies };
-                let lead_after = commit.lead.clone();
-                let written = match self.store.commit(commit).await {
-                    Ok(v) => Some(LeadRecord { lead: lead_after, version: v }),
-                    Err(StoreError::Conflict(_)) if intents.is_empty() => None,
-                    Err(StoreError::Conflict(_)) => self.own_claim(lead_id, &token).await?,
-                    Err(e) if intents.is_empty() => return Err(e.into()),
-                    Err(e) => match self.own_claim(lead_id, &token).await {
-                        Ok(Some(rec)) => Some(rec),
-                        _ => return Err(e.into()),
-                    },
-                };
-                if let Some(rec) = written {
-                    claimed = Some((self.flush_outbox(rec).await, intents));
-                    break;
+                let events = system_entry(&lead, "drip", now, outcome.changes, core.clock.now());
+                Decision::Write { lead, events, carry: (intents, token) }
+            };
+            // A claim commit that fails without a clear answer (its response lost, or a retry
+            // of a write that had in fact succeeded reported as a conflict) may have gone
+            // through: the lead read again tells (its own token there, or not).
+            let on_failure = |e: StoreError, (intents, token): &(Vec<ember_scoring::SendIntent>, String)| {
+                let (claimed, token) = (!intents.is_empty(), token.clone());
+                async move {
+                    if !claimed {
+                        return Failure::of_conflict(e);
+                    }
+                    match e {
+                        StoreError::Conflict(_) => Ok(self.own_claim(lead_id, &token).await?.map_or(Failure::Retry, Failure::Written)),
+                        e => match self.own_claim(lead_id, &token).await {
+                            Ok(Some(rec)) => Ok(Failure::Written(rec)),
+                            _ => Err(e.into()),
+                        },
+                    }
                 }
-            }
-            let Some((rec, intents)) = claimed else { return Err(ServiceError::Contention(MAX_ATTEMPTS)) };
+            };
+            let (rec, intents) = match core.update_lead(lead_id, decide, on_failure).await? {
+                None | Some(Updated::Kept(..)) => return Ok(sends),
+                Some(Updated::Written(rec, (intents, _))) => (rec, intents),
+                Some(Updated::Refused(e)) => return Err(e.into()),
+            };
             if intents.is_empty() {
                 return Ok(sends);
             }
@@ -202,7 +222,7 @@ impl Ember {
                 }
                 not_sent |= matches!(outcome, ember_scoring::SendOutcome::Retry { .. } | ember_scoring::SendOutcome::Blocked { .. });
                 let send_id = intent.send_id.clone();
-                self.change_lead(lead_id, now, "send", |e, l| e.send_done(l, &send_id, &outcome, now)).await?;
+                change_lead(&self.core, lead_id, now, "send", |e, l| e.send_done(l, &send_id, &outcome, now)).await?;
                 fail::fail_point!("drip-after-commit", |_| crate::failpoints::kill_self());
             }
             if not_sent {
@@ -218,7 +238,7 @@ impl Ember {
     /// The lead as stored, when it holds a claim made with `token` (the claim commit went
     /// through even though its answer did not come back).
     async fn own_claim(&self, lead_id: &str, token: &str) -> Result<Option<LeadRecord>, ServiceError> {
-        let Some(rec) = self.store.get(lead_id).await? else { return Ok(None) };
+        let Some(rec) = self.core.store.get(lead_id).await? else { return Ok(None) };
         let ours = rec.lead.enrollments.iter().filter_map(|e| e.pending_send.as_ref()).any(|p| p.claim == token);
         if ours {
             tracing::info!(lead_id = %lead_id, "the claim commit's answer was lost, but the claim is ours: sending");
@@ -243,26 +263,27 @@ fn mark_claims(lead: &mut Lead, intents: &[ember_scoring::SendIntent], token: &s
     }
 }
 
-/// A timeline entry for a change Ember made itself (decay, SLA, drip, CRM feedback).
-pub(crate) fn system_entry(lead: &Lead, what: &str, at: Time, changes: Vec<Change>, received_at: Time) -> Vec<StoredEvent> {
-    if changes.is_empty() {
-        return Vec::new();
-    }
-    let id = format!("sys:{}:{}:{}:{}", lead.id, what, at.timestamp_millis(), uuid::Uuid::now_v7().simple());
-    vec![StoredEvent { event: system_event(id, what, at), lead_id: lead.id.clone(), changes, received_at }]
-}
-
-/// The event of a timeline entry Ember records itself (kind `ember.WHAT`), under `id`.
-pub(crate) fn system_event(id: String, what: &str, at: Time) -> Event {
-    Event {
-        id,
-        kind: format!("ember.{what}"),
-        at,
-        email: None,
-        anonymous_id: None,
-        traits: Default::default(),
-        properties: Default::default(),
-        channel: None,
-        machine: false,
+/// Applies a pure change to one lead and commits it (with a timeline entry when it did
+/// something), retrying on conflict; publishes what it queued. `None`: no such lead.
+pub(crate) async fn change_lead(
+    core: &Core,
+    lead_id: &str,
+    now: Time,
+    what: &str,
+    f: impl Fn(&ember_scoring::Engine, &mut Lead) -> Outcome,
+) -> Result<Option<LeadRecord>, ServiceError> {
+    let decide = |rec: &LeadRecord| {
+        let mut lead = rec.lead.clone();
+        let outcome = f(&core.engine, &mut lead);
+        if lead == rec.lead {
+            return Decision::Keep(());
+        }
+        let events = system_entry(&lead, what, now, outcome.changes, core.clock.now());
+        Decision::Write { lead, events, carry: () }
+    };
+    match core.update_lead(lead_id, decide, |e, _: &()| std::future::ready(Failure::of_conflict(e))).await? {
+        None => Ok(None),
+        Some(Updated::Written(rec, ()) | Updated::Kept(rec, ())) => Ok(Some(rec)),
+        Some(Updated::Refused(e)) => Err(e.into()),
     }
 }

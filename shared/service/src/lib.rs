@@ -1,21 +1,32 @@
-//! # ember-service — application services and ports
+//! # ember-service — the use cases, over ports
 //!
-//! The services are written once, against the [`ports`] traits; the Lambda functions and the
-//! local runner (`ember dev`, `ember scenario run`) call the same services with different
-//! adapters.
+//! The application layer: written once against the [`ports`] traits, called by the Lambda
+//! functions and by the local runner (`ember dev`, `ember scenario run`) with different
+//! adapters. Its main types:
 //!
+//! - [`Ember`]: the use cases of one process, wired over one shared core (engine, store,
+//!   bus, clock), each in its own module:
+//!   - [`Ingest`]: one event or a batch — identity resolution, scoring, one atomic commit;
+//!   - [`Jobs`]: the scheduled [`Job`]s — decay, SLA checks and drip sends over the due leads;
+//!   - [`Feedback`]: CRM feedback (idempotent per request), email events, unsubscribe links;
+//!   - [`Erasure`]: the person's data out of the store and every copy outside it;
+//!   - [`Reports`]: funnel, campaigns and quality, from counters every commit keeps (needs a
+//!     store and a clock only).
+//! - [`Handoff`]: turns domain messages into signed webhooks to the CRM, with dead letters.
 //! - [`ports`]: store, mailer, bus, clock, webhook sender, dead letters.
-//! - [`signing`]: Standard Webhooks signatures and unsubscribe tokens.
-//! - [`Ember`]: ingest (one event or a batch), scheduled jobs (`tick`: decay, SLA, drip), CRM
-//!   feedback; [`Handoff`]: webhooks to the CRM.
-//! - Reports ([`ReportQuery`]): counters kept by every commit, read per period and built by
-//!   [`ember_reports`].
-//! - [`compose`]: renders campaign emails (Handlebars, HTML-escaped, unsubscribe link and headers).
+//! - [`compose`]: campaign emails (Handlebars, HTML-escaped, unsubscribe link and headers);
+//!   [`signing`]: Standard Webhooks signatures and unsubscribe tokens.
+//!
+//! Every lead change goes through one read → decide → commit → retry-on-conflict loop
+//! (`core::Core::update_lead`): the engine decides, the store commits atomically under the
+//! version that was read.
 
 #![warn(missing_docs)]
 
-mod app;
 pub mod compose;
+mod core;
+mod ember;
+mod erasure;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 mod feedback;
@@ -27,10 +38,12 @@ pub mod ports;
 mod reports;
 pub mod signing;
 
-pub use app::{Ember, ServiceError, MAX_ATTEMPTS};
-pub use feedback::{feedback_entry_id, Feedback, FeedbackOutcome};
+pub use crate::core::{ServiceError, MAX_ATTEMPTS};
+pub use ember::Ember;
+pub use erasure::Erasure;
+pub use feedback::{feedback_entry_id, CrmFeedback, Feedback, FeedbackOutcome};
 pub use handoff::{Handoff, ReplayReport};
-pub use ingest::{IngestStatus, MAX_BATCH};
-pub use jobs::{JobReport, PAGE};
-pub use reports::ReportQuery;
+pub use ingest::{Ingest, IngestStatus, MAX_BATCH};
+pub use jobs::{Job, JobReport, Jobs, PAGE};
+pub use reports::{ReportQuery, Reports};
 pub use ember_reports;

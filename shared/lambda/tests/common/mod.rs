@@ -178,7 +178,7 @@ impl Fixture {
             "event_id": unique("nl"), "type": "newsletter_subscribe", "occurred_at": at.to_rfc3339(), "email": reader,
         }))
         .unwrap();
-        assert!(self.stack.ember.ingest(&raw).await.is_accepted());
+        assert!(self.stack.ember.ingest.event(&raw).await.is_accepted());
         reader
     }
 }
