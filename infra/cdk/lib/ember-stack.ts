@@ -1,6 +1,7 @@
 // Ember's stack in CDK: the resources of ../../template.yaml (SAM), one for one — same
 // parameters, table, indexes, schedules, rules, queues, alarms and per-function permissions.
-// When one changes, change the other (scripts/infra-check lints and synthesises both).
+// When one changes, change the other: scripts/infra-check lints both and compares the synthesised
+// template with the SAM one resource by resource, property by property (infra/check/equivalence.py).
 import * as cdk from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
@@ -180,6 +181,8 @@ export class EmberStack extends cdk.Stack {
     const deadLetterKey = new kms.Key(this, 'DeadLetterKey', {
       description: 'Ember dead-letter queues (encryption at rest).',
       enableKeyRotation: true,
+      // As the SAM template: the queues it encrypts go with the stack.
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
     deadLetterKey.addToResourcePolicy(new iam.PolicyStatement({
       sid: 'EventBridgeDeadLetters',
@@ -254,6 +257,9 @@ export class EmberStack extends cdk.Stack {
     const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
       logGroupName: `/ember/${this.stackName}/http-api`,
       retention: retention.valueAsNumber as logs.RetentionDays,
+      // Deleted with the stack, as in the SAM template: a kept group of this name would stop the
+      // stack from being created again.
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
     const stage = httpApi.addStage('DefaultStage', {
       stageName: '$default',
@@ -295,6 +301,7 @@ export class EmberStack extends cdk.Stack {
       const logGroup = new logs.LogGroup(this, `${title}Logs`, {
         logGroupName: `/ember/${this.stackName}/${name}`,
         retention: retention.valueAsNumber as logs.RetentionDays,
+        removalPolicy: cdk.RemovalPolicy.DESTROY,
       });
       const role = new iam.Role(this, `${title}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
       const policy = new iam.Policy(this, `${title}Policy`, {
