@@ -101,11 +101,11 @@ RULE_PERMISSION = re.compile(r"^(\w+Rule)/AllowEventRule\w+$")
 ORDERED = {"Fn::If", "Fn::Join", "Fn::Sub", "Fn::Select", "Fn::Split", "Fn::GetAtt", "Fn::Equals", "Fn::Not",
            "Fn::And", "Fn::Or", "Fn::FindInMap", "Layers", "KeySchema"}
 
-# Every difference that remains after normalising: (resource, path in it) -> why it is fine.
-# A difference not listed here fails the check; an entry that no longer differs fails it too.
+# Every difference that remains after normalising: (resource, path in it) -> why it is fine
+# ("Template" stands for the template's own fields). A difference not listed here fails the
+# check; an entry that no longer differs fails it too.
 ALLOWED = {
-    ("HttpApi", "Properties.Name"):
-        "SAM names the HTTP API after the stack (the OpenAPI title), CDK after the construct; a label.",
+    ("Template", "Description"): "Each says which of the two it is (the CDK app's names itself).",
     ("ModelLayer", "Properties.LayerName"):
         "SAM names the layer after its logical id; CDK lets CloudFormation name it. A label: the "
         "functions reference the version, not the name.",
@@ -393,18 +393,16 @@ def normalise(template, ids, sam):
         out[name] = entry
     params = {k: v for k, v in t.get("Parameters", {}).items() if k != "BootstrapVersion"}
     for v in params.values():
-        # Prose: the SAM template's are the longer ones.
-        v.pop("Description", None)
+        # Numbers, or the same numbers as strings (CDK writes some either way).
         for f in ("Default", "MinValue", "MaxValue"):
             if f in v:
                 v[f] = str(v[f])
         if "AllowedValues" in v:
             v["AllowedValues"] = sorted(map(str, v["AllowedValues"]))
     outputs = {k: canon(v, ids) for k, v in t.get("Outputs", {}).items()}
-    for v in outputs.values():
-        v.pop("Description", None)
     conditions = canon({k: v for k, v in t.get("Conditions", {}).items() if k != "CDKMetadataAvailable"}, ids)
-    return {"Resources": out, "Parameters": params, "Conditions": conditions, "Outputs": outputs}
+    return {"Resources": out, "Parameters": params, "Conditions": conditions, "Outputs": outputs,
+            "Template": {"Description": t.get("Description"), "Metadata": canon(t.get("Metadata", {}), ids)}}
 
 
 def diff(a, b, path, out):
@@ -415,7 +413,10 @@ def diff(a, b, path, out):
     elif isinstance(a, list) and isinstance(b, list) and a != b:
         # Only the elements on one side (the whole lists when they differ by order alone).
         only_a, only_b = [x for x in a if x not in b], [x for x in b if x not in a]
-        out.append((path, only_a or a, only_b or b))
+        if only_a or only_b:
+            out.append((f"{path} (elements on one side only)", only_a, only_b))
+        else:
+            out.append((path, a, b))
     elif a != b:
         out.append((path, a, b))
 
@@ -426,7 +427,7 @@ def main(sam_path, cdk_path):
     sam = normalise(sam_t, sam_ids(sam_t["Resources"]), True)
     cdk = normalise(cdk_t, cdk_ids(cdk_t["Resources"]), False)
     found = []
-    for section in ("Parameters", "Conditions", "Outputs"):
+    for section in ("Template", "Parameters", "Conditions", "Outputs"):
         diff(sam[section], cdk[section], section, found)
     for name in sorted(set(sam["Resources"]) | set(cdk["Resources"])):
         a, b = sam["Resources"].get(name), cdk["Resources"].get(name)
@@ -436,7 +437,9 @@ def main(sam_path, cdk_path):
         diff(a, b, f"Resources.{name}", found)
     problems, allowed = [], set()
     for path, a, b in found:
-        key = next(((r, p) for (r, p) in ALLOWED if path == f"Resources.{r}.{p}" or path.startswith(f"Resources.{r}.{p}.")), None)
+        where = path.split(" (")[0]
+        key = next(((r, p) for (r, p) in ALLOWED if where in (f"Resources.{r}.{p}", f"{r}.{p}")
+                    or where.startswith((f"Resources.{r}.{p}.", f"{r}.{p}."))), None)
         if key:
             allowed.add(key)
             continue
