@@ -286,16 +286,25 @@ def cdk_ids(resources):
 
 
 def routes_from_openapi(body, ids):
-    """SAM's OpenAPI body as route key -> integration."""
+    """SAM's OpenAPI body as route key -> integration. Whatever else an operation or its
+    integration says (an authorizer, a timeout) stays in the route, so it is compared too."""
     out = {}
     for path, methods in body.get("paths", {}).items():
         for method, op in methods.items():
-            integration = op["x-amazon-apigateway-integration"]
-            key = "$default" if op.get("isDefaultRoute") else f"{method.replace('x-amazon-apigateway-any-method', 'ANY').upper()} {path}"
-            uri = canon(integration["uri"], ids)
+            op = dict(op)
+            integration = dict(op.pop("x-amazon-apigateway-integration"))
+            default = op.pop("isDefaultRoute", False)
+            if op.get("responses") == {}:
+                del op["responses"]
+            key = "$default" if default else f"{method.replace('x-amazon-apigateway-any-method', 'ANY').upper()} {path}"
+            uri = canon(integration.pop("uri"), ids)
             target = [p for p in uri["Fn::Join"][1] if isinstance(p, dict)]
-            out[key] = {"IntegrationType": integration["type"].upper(), "Function": target[0]["Fn::GetAtt"][0],
-                        "PayloadFormatVersion": integration["payloadFormatVersion"], "AuthorizationType": "NONE"}
+            # An AWS_PROXY integration is always called with POST.
+            if integration.get("httpMethod") == "POST":
+                del integration["httpMethod"]
+            out[key] = {"IntegrationType": integration.pop("type").upper(), "Function": target[0]["Fn::GetAtt"][0],
+                        "PayloadFormatVersion": integration.pop("payloadFormatVersion"), "AuthorizationType": "NONE",
+                        **canon(op, ids), **canon(integration, ids)}
     return out
 
 
@@ -375,10 +384,14 @@ def normalise(template, ids, sam):
                 p["PolicyVersions"] = sorted(map(str, versions))
         elif kind == "AWS::ApiGatewayV2::Api":
             if "Body" in p:
-                body = p.pop("Body")
-                p["Name"] = body["info"]["title"]
+                body = dict(p.pop("Body"))
+                p["Name"] = body.pop("info")["title"]
                 p["ProtocolType"] = "HTTP"
                 p["Routes"] = routes_from_openapi(body, ids)
+                # Anything else in the body (components, CORS, ...) is compared as it is.
+                del body["paths"], body["openapi"]
+                body["tags"] = [t for t in body.get("tags", []) if t.get("name") != "httpapi:createdBy"]
+                p.update({f"OpenApi.{k}": canon(v, ids) for k, v in body.items() if v})
             else:
                 p["Routes"] = routes.get(k, {})
         for field in ("PolicyDocument", "KeyPolicy", "AssumeRolePolicyDocument"):
