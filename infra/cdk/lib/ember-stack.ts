@@ -1,6 +1,7 @@
 // Ember's stack in CDK: the resources of ../../template.yaml (SAM), one for one — same
 // parameters, table, indexes, schedules, rules, queues, alarms and per-function permissions.
-// When one changes, change the other (scripts/infra-check lints and synthesises both).
+// When one changes, change the other: scripts/infra-check lints both and compares the synthesised
+// template with the SAM one resource by resource, property by property (infra/check/equivalence.py).
 import * as cdk from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
@@ -57,7 +58,7 @@ export class EmberStack extends cdk.Stack {
     // Parameters: the same names and meanings as the SAM template.
     const ingestThrottleRate = new cdk.CfnParameter(this, 'IngestThrottleRateLimit', {
       type: 'Number', default: 200, minValue: 1,
-      description: 'Steady-state requests per second on POST /v1/events (ingest). Origins are the write keys\' own; the application answers CORS.',
+      description: 'Steady-state requests per second the HTTP API accepts on POST /v1/events (ingest, public: the website\'s write key). Browser origins are the write keys\' own (EMBER_WRITE_KEYS); the application answers CORS itself.',
     });
     const ingestThrottleBurst = new cdk.CfnParameter(this, 'IngestThrottleBurstLimit', {
       type: 'Number', default: 400, minValue: 1,
@@ -65,7 +66,7 @@ export class EmberStack extends cdk.Stack {
     });
     const throttleRate = new cdk.CfnParameter(this, 'ThrottleRateLimit', {
       type: 'Number', default: 50, minValue: 1,
-      description: 'Steady-state requests per second on every other route (admin, CRM feedback, unsubscribe, dashboard).',
+      description: 'Steady-state requests per second on every other route (admin API, CRM feedback, unsubscribe links, dashboard): an ingest flood does not use them up.',
     });
     const throttleBurst = new cdk.CfnParameter(this, 'ThrottleBurstLimit', {
       type: 'Number', default: 100, minValue: 1,
@@ -73,41 +74,44 @@ export class EmberStack extends cdk.Stack {
     });
     const publicUrl = new cdk.CfnParameter(this, 'PublicUrl', {
       type: 'String', default: '', allowedPattern: '^(https://[^\\s/]+(/[^\\s]*)?)?$',
-      description: 'Base URL of the API as recipients see it (custom domain), for unsubscribe links. Empty: the execute-api endpoint.',
+      description: 'Base URL of the API as recipients see it (custom domain), used in unsubscribe links. Empty: the HTTP API\'s execute-api endpoint.',
     });
     // One secret per consumer (shared/aws/src/settings.rs): each role reads only its own.
-    const secretParam = (id: string, what: string) => new cdk.CfnParameter(this, id, {
+    const secretParam = (id: string, description: string) => new cdk.CfnParameter(this, id, {
       type: 'String', default: '', allowedPattern: '^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+)?$',
-      description: `Secrets Manager secret (JSON name -> string) with ${what}. Empty: the stack creates one.`,
+      description,
     });
-    const keysSecretArn = secretParam('KeysSecretArn', 'EMBER_WRITE_KEYS and EMBER_ADMIN_KEYS (ingest, api)');
-    const crmSecretArn = secretParam('CrmSecretArn', 'EMBER_CRM_SECRET (api)');
-    const webhooksSecretArn = secretParam('WebhooksSecretArn', 'the model\'s webhook ${VAR} values (handoff)');
-    const unsubscribeSecretArn = secretParam('UnsubscribeSecretArn', 'EMBER_UNSUBSCRIBE_SECRET (every function)');
+    const keysSecretArn = secretParam('KeysSecretArn', 'Secrets Manager secret (JSON object of name -> string) with EMBER_WRITE_KEYS and EMBER_ADMIN_KEYS, read by ingest and api only. Empty: the stack creates an empty one.');
+    const crmSecretArn = secretParam('CrmSecretArn', 'Secret with EMBER_CRM_SECRET (verifies CRM feedback), read by api only. Empty: the stack creates an empty one.');
+    const webhooksSecretArn = secretParam('WebhooksSecretArn', 'Secret with the model\'s ${VAR} values (webhook URLs and signing secrets), read by handoff only. Empty: the stack creates an empty one.');
+    const unsubscribeSecretArn = secretParam('UnsubscribeSecretArn', 'Secret with EMBER_UNSUBSCRIBE_SECRET (signs and verifies unsubscribe links), read by every function (each builds the email composer at start). Empty: the stack creates one with a generated value.');
     const modelPath = new cdk.CfnParameter(this, 'ModelPath', {
       type: 'String', default: '/opt/ember/model.yaml', allowedPattern: '^/.+',
-      description: 'Where the functions read the model (the model layer puts it at /opt/ember/model.yaml).',
+      description: 'Where the functions read the model. The model layer (infra/build/model-layer, written by scripts/stage-model) puts it at /opt/ember/model.yaml.',
     });
     const sesIdentity = new cdk.CfnParameter(this, 'SesIdentity', {
       type: 'String', allowedPattern: '^([^\\s@*/]+@)?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$',
       constraintDescription: 'a verified SES domain (example.com) or address (news@example.com); never "*"',
-      description: 'SES identity (domain or address) the drip function may send from. Required, never "*".',
+      description: 'SES identity (domain or address) the drip function may send from, e.g. example.com. Required, and never "*": drip may send from this identity only (see docs/deploy.md for the SES sandbox).',
     });
-    const reserved = (title: string, dflt: number) => new cdk.CfnParameter(this, `${title}ReservedConcurrency`, {
-      type: 'Number', default: dflt, minValue: 0,
-      description: `Concurrent executions reserved for (and capping) ${title.toLowerCase()}. 0: no reservation.`,
+    const reserved = (title: string, dflt: number, description: string) => new cdk.CfnParameter(this, `${title}ReservedConcurrency`, {
+      type: 'Number', default: dflt, minValue: 0, description,
     });
     const reservations: Record<string, cdk.CfnParameter> = {
-      Ingest: reserved('Ingest', 50), Api: reserved('Api', 10), Decay: reserved('Decay', 1),
-      Drip: reserved('Drip', 2), Feedback: reserved('Feedback', 5), Handoff: reserved('Handoff', 5),
+      Ingest: reserved('Ingest', 50, 'Concurrent executions reserved for (and capping) ingest, so a flood of events cannot take the account\'s whole concurrency. 0: no reservation (accounts with a low concurrency quota).'),
+      Api: reserved('Api', 10, 'Concurrent executions reserved for api (admin, CRM feedback, unsubscribe). 0 for none.'),
+      Decay: reserved('Decay', 1, 'Concurrent executions reserved for decay (daily). 0 for none.'),
+      Drip: reserved('Drip', 2, 'Concurrent executions reserved for drip (every minute), whatever ingest does. 0 for none.'),
+      Feedback: reserved('Feedback', 5, 'Concurrent executions reserved for SES feedback, whatever ingest does. 0 for none.'),
+      Handoff: reserved('Handoff', 5, 'Concurrent executions reserved for handoff (CRM webhooks). 0 for none.'),
     };
     const deadLetterRetention = new cdk.CfnParameter(this, 'DeadLetterRetentionSeconds', {
       type: 'Number', default: 345600, minValue: 60, maxValue: 1209600,
-      description: 'Seconds the dead-letter queues keep a message (default 4 days, at most 14).',
+      description: 'Seconds the dead-letter queues keep a message (default 4 days, at most 14): long enough to replay after an outage, no longer.',
     });
     const memory = new cdk.CfnParameter(this, 'FunctionMemory', {
       type: 'Number', default: '256', allowedValues: ['128', '256', '512', '1024', '2048'],
-      description: 'Memory (MB) of every function.',
+      description: 'Memory (MB) of every function; CPU grows with it.',
     });
     const retention = new cdk.CfnParameter(this, 'LogRetentionDays', {
       type: 'Number', default: '30',
@@ -116,8 +120,21 @@ export class EmberStack extends cdk.Stack {
     });
     const alarmEmail = new cdk.CfnParameter(this, 'AlarmEmail', {
       type: 'String', default: '', allowedPattern: '^([^\\s@]+@[^\\s@]+)?$',
-      description: 'Address subscribed to the alarm topic. Empty for none.',
+      description: 'Address subscribed to the alarm topic (confirm the subscription email). Empty for none.',
     });
+
+    // The console's parameter groups, as in the SAM template's Metadata.
+    this.templateOptions.metadata = {
+      'AWS::CloudFormation::Interface': {
+        ParameterGroups: [
+          { Label: { default: 'HTTP API' }, Parameters: ['IngestThrottleRateLimit', 'IngestThrottleBurstLimit', 'ThrottleRateLimit', 'ThrottleBurstLimit', 'PublicUrl'] },
+          { Label: { default: 'Secrets and model' }, Parameters: ['KeysSecretArn', 'CrmSecretArn', 'WebhooksSecretArn', 'UnsubscribeSecretArn', 'ModelPath'] },
+          { Label: { default: 'Email' }, Parameters: ['SesIdentity'] },
+          { Label: { default: 'Concurrency' }, Parameters: Object.keys(reservations).map((t) => `${t}ReservedConcurrency`) },
+          { Label: { default: 'Operations' }, Parameters: ['FunctionMemory', 'LogRetentionDays', 'DeadLetterRetentionSeconds', 'AlarmEmail'] },
+        ],
+      },
+    };
 
     const unless = (id: string, p: cdk.CfnParameter) => new cdk.CfnCondition(this, id, {
       expression: cdk.Fn.conditionEquals(p.valueAsString, ''),
@@ -180,6 +197,8 @@ export class EmberStack extends cdk.Stack {
     const deadLetterKey = new kms.Key(this, 'DeadLetterKey', {
       description: 'Ember dead-letter queues (encryption at rest).',
       enableKeyRotation: true,
+      // As the SAM template: the queues it encrypts go with the stack.
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
     deadLetterKey.addToResourcePolicy(new iam.PolicyStatement({
       sid: 'EventBridgeDeadLetters',
@@ -250,10 +269,14 @@ export class EmberStack extends cdk.Stack {
     // HTTP API.
     // No gateway CORS: the application answers CORS itself, for ingest only and for the write
     // keys' own origins (as `ember dev` does), so no admin route answers a browser preflight.
-    const httpApi = new apigwv2.HttpApi(this, 'HttpApi', { createDefaultStage: false });
+    // Named after the stack, as SAM names it.
+    const httpApi = new apigwv2.HttpApi(this, 'HttpApi', { apiName: this.stackName, createDefaultStage: false });
     const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
       logGroupName: `/ember/${this.stackName}/http-api`,
       retention: retention.valueAsNumber as logs.RetentionDays,
+      // Deleted with the stack, as in the SAM template: a kept group of this name would stop the
+      // stack from being created again.
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
     const stage = httpApi.addStage('DefaultStage', {
       stageName: '$default',
@@ -295,6 +318,7 @@ export class EmberStack extends cdk.Stack {
       const logGroup = new logs.LogGroup(this, `${title}Logs`, {
         logGroupName: `/ember/${this.stackName}/${name}`,
         retention: retention.valueAsNumber as logs.RetentionDays,
+        removalPolicy: cdk.RemovalPolicy.DESTROY,
       });
       const role = new iam.Role(this, `${title}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
       const policy = new iam.Policy(this, `${title}Policy`, {
@@ -530,16 +554,16 @@ export class EmberStack extends cdk.Stack {
 
     // ---------------------------------------------------------------------------------------
     new cdk.CfnOutput(this, 'ApiUrl', { value: apiUrl, description: 'HTTP API endpoint (point the website\'s tracking snippet here).' });
-    new cdk.CfnOutput(this, 'TableName', { value: table.tableName });
-    new cdk.CfnOutput(this, 'BusName', { value: bus.eventBusName });
-    new cdk.CfnOutput(this, 'ConfigurationSetName', { value: configurationSet.configurationSetName });
+    new cdk.CfnOutput(this, 'TableName', { value: table.tableName, description: 'DynamoDB table.' });
+    new cdk.CfnOutput(this, 'BusName', { value: bus.eventBusName, description: 'Ember\'s EventBridge bus.' });
+    new cdk.CfnOutput(this, 'ConfigurationSetName', { value: configurationSet.configurationSetName, description: 'SES configuration set.' });
     new cdk.CfnOutput(this, 'KeysSecretId', { value: keysSecret, description: 'Secret with EMBER_WRITE_KEYS and EMBER_ADMIN_KEYS (ingest, api).' });
     new cdk.CfnOutput(this, 'CrmSecretId', { value: crmSecret, description: 'Secret with EMBER_CRM_SECRET (api).' });
     new cdk.CfnOutput(this, 'WebhooksSecretId', { value: webhooksSecret, description: 'Secret with the model\'s webhook variables (handoff, replay).' });
     new cdk.CfnOutput(this, 'UnsubscribeSecretId', { value: unsubscribeSecret, description: 'Secret with EMBER_UNSUBSCRIBE_SECRET (every function).' });
     new cdk.CfnOutput(this, 'DeadLetterReaderRoleArn', { value: deadLetterReader.roleArn, description: 'The only role that may receive dead letters (assume it to run `ember webhooks replay`).' });
-    new cdk.CfnOutput(this, 'WebhookDeadLetterQueueUrl', { value: webhookDlq.queueUrl });
-    new cdk.CfnOutput(this, 'FailedEventsQueueUrl', { value: failedEvents.queueUrl });
-    new cdk.CfnOutput(this, 'AlarmTopicArn', { value: alarmTopic.topicArn });
+    new cdk.CfnOutput(this, 'WebhookDeadLetterQueueUrl', { value: webhookDlq.queueUrl, description: 'Webhooks that failed for good (`ember webhooks replay --queue-url ...`).' });
+    new cdk.CfnOutput(this, 'FailedEventsQueueUrl', { value: failedEvents.queueUrl, description: 'Failed invocations and undeliverable events.' });
+    new cdk.CfnOutput(this, 'AlarmTopicArn', { value: alarmTopic.topicArn, description: 'SNS topic of every alarm.' });
   }
 }
