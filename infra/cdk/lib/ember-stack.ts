@@ -487,7 +487,7 @@ export class EmberStack extends cdk.Stack {
     });
 
     // ---------------------------------------------------------------------------------------
-    // Schedules: decay daily, drip (then SLA breaches) every minute.
+    // Schedules: decay daily, SLA breaches then drip every minute.
     const schedulerRole = new iam.Role(this, 'SchedulerRole', {
       description: 'EventBridge Scheduler invokes the decay and drip functions.',
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
