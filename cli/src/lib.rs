@@ -28,22 +28,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Structured logs on stderr: JSON when `EMBER_LOG_FORMAT=json`, else human-readable.
 /// The level comes from `RUST_LOG` (default `info`).
 pub fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    // Template rendering logs the data it renders (names, emails) at debug level: never shown.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("handlebars=warn".parse().expect("a valid directive"));
-    let json = std::env::var("EMBER_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    ember_service::logs::init(ember_service::logs::LogStyle::Terminal);
 }
 
 /// Logs for batch commands: warnings and errors only, unless `RUST_LOG` says otherwise.
 pub fn init_logs_quiet() {
-    if std::env::var_os("RUST_LOG").is_none() {
-        let filter = tracing_subscriber::EnvFilter::new("warn");
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    } else {
-        init_logs();
-    }
+    ember_service::logs::init(ember_service::logs::LogStyle::Quiet);
 }

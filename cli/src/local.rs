@@ -5,9 +5,10 @@
 use crate::scenario::Harness;
 use anyhow::{Context, Result};
 use ember_delivery::{FileDeadLetters, FileWebhookRecorder, HttpWebhookSender, LocalBus, MemoryWebhookRecorder, OutboxMailer, RetryPolicy};
-use ember_scoring::{Engine, Model, Time};
-use ember_service::compose::{ComposeSettings, Composer};
+use ember_scoring::{Model, Time};
+use ember_service::compose::ComposeSettings;
 use ember_service::ports::{Clock, Mailer, ManualClock, MessageHandler, OutgoingEmail, PersonalCopies, Store, WebhookSender};
+use ember_service::wiring::{wire, Adapters, Services};
 use ember_service::{Ember, Handoff};
 use ember_store_sqlite::SqliteStore;
 use std::path::Path;
@@ -45,25 +46,25 @@ impl LocalStack {
     /// lead erases it from the outbox, the dead letters and `opts.copies` too.
     pub fn open(model: Arc<Model>, store: Arc<dyn Store>, data_dir: &Path, opts: LocalOptions) -> Result<LocalStack> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let engine = Arc::new(Engine::new(model.clone()));
-        let composer = Composer::new(
-            &model,
-            ComposeSettings { public_url: opts.public_url, unsubscribe_secret: opts.unsubscribe_secret, unsubscribe_mailto: None },
-        )
-        .map_err(|errs| anyhow::anyhow!("templates do not compile:\n{}", errs.join("\n")))?;
+        let compose = ComposeSettings { public_url: opts.public_url, unsubscribe_secret: opts.unsubscribe_secret, unsubscribe_mailto: None };
         let outbox = Arc::new(OutboxMailer::new(data_dir.join("outbox")).context("opening the outbox")?);
         let dead = Arc::new(FileDeadLetters::new(data_dir.join("dead-letters.jsonl")));
-        let dead_letters: Arc<dyn ember_service::ports::DeadLetters> = dead.clone();
-        let clock = opts.clock.clone();
-        let now_secs = Arc::new(move || clock.now().timestamp());
-        let webhooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
-        let handoff = Arc::new(Handoff::new(webhooks, opts.webhooks, dead_letters, store.clone(), now_secs));
-        let handlers: Vec<Arc<dyn MessageHandler>> = vec![handoff.clone()];
-        let bus = Arc::new(LocalBus::new(handlers));
-        let mailer: Arc<dyn Mailer> = opts.mailer.unwrap_or_else(|| outbox.clone());
-        let mut copies: Vec<Arc<dyn PersonalCopies>> = vec![outbox.clone(), dead];
+        let mut copies: Vec<Arc<dyn PersonalCopies>> = vec![outbox.clone(), dead.clone()];
         copies.extend(opts.copies);
-        let ember = Ember::new(engine, store, mailer, bus, opts.clock, Arc::new(composer)).with_copies(copies);
+        let adapters = Adapters {
+            store,
+            mailer: opts.mailer.unwrap_or_else(|| outbox.clone()),
+            // One process: the bus hands each message to the handoff service directly.
+            bus: Box::new(|handoff| {
+                let handlers: Vec<Arc<dyn MessageHandler>> = vec![handoff];
+                Arc::new(LocalBus::new(handlers))
+            }),
+            clock: opts.clock,
+            webhooks: opts.webhooks,
+            dead_letters: dead,
+            copies,
+        };
+        let Services { ember, handoff } = wire(model, compose, adapters)?;
         Ok(LocalStack { ember, handoff, outbox })
     }
 }

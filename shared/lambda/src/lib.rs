@@ -30,16 +30,5 @@ pub use stack::{AwsStack, StackConfig, StackError, lambda_retry_policy};
 /// Sets up JSON logs for a function (level from `RUST_LOG`, default `info`), without ANSI
 /// colours, timestamps left to CloudWatch.
 pub fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    // Template rendering logs the data it renders (names, emails) at debug level: never shown.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("handlebars=warn".parse().expect("a valid directive"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .without_time()
-        .with_current_span(false)
-        .try_init();
+    ember_service::logs::init(ember_service::logs::LogStyle::Function);
 }

@@ -4,9 +4,10 @@ use aws_config::SdkConfig;
 use ember_aws::{DynamoStore, EventBridgeBus, SesMailer, Settings, SettingsError, SqsDeadLetters};
 use ember_delivery::{HttpWebhookSender, RetryPolicy};
 use std::time::Duration;
-use ember_scoring::{Engine, Model};
-use ember_service::compose::{ComposeSettings, Composer};
-use ember_service::ports::{Bus, BusError, Clock, DeadLetter, DeadLetters, SystemClock, WebhookDelivery};
+use ember_scoring::Model;
+use ember_service::compose::ComposeSettings;
+use ember_service::ports::{Bus, BusError, DeadLetter, DeadLetters, SystemClock, WebhookDelivery};
+use ember_service::wiring::{wire, Adapters, Services, WiringError};
 use ember_service::{Ember, Handoff};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,16 +29,10 @@ pub enum StackError {
     /// The secret could not be read.
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// The email templates do not compile.
-    #[error("the model's templates do not compile:\n{0}")]
-    Templates(String),
-    /// The model has email templates but no key to sign their unsubscribe links.
-    #[error(
-        "EMBER_UNSUBSCRIBE_SECRET is not set (neither in the secret that EMBER_SECRETS_ARN names nor in the environment) \
-         and the model has email templates: every unsubscribe link and one-click List-Unsubscribe header would be \
-         unverifiable. Put a long random value under EMBER_UNSUBSCRIBE_SECRET in the secret (the stack generates one)."
-    )]
-    UnsubscribeSecret,
+    /// The services cannot be built from this model and these settings (templates that do
+    /// not compile, no unsubscribe key).
+    #[error(transparent)]
+    Wiring(#[from] WiringError),
     /// `EMBER_WRITE_KEYS` or `EMBER_ADMIN_KEYS` is malformed.
     #[error("API keys: {0}")]
     Keys(String),
@@ -165,43 +160,29 @@ impl AwsStack {
         for w in &model.warnings {
             tracing::warn!(warning = %w, "model");
         }
-        let model = Arc::new(model);
         let unsubscribe_secret = settings.get("EMBER_UNSUBSCRIBE_SECRET").filter(|s| !s.trim().is_empty()).unwrap_or_default().into_bytes();
-        if unsubscribe_secret.is_empty() {
-            // Without it every email Ember sends carries links nobody can use: refuse to start
-            // rather than send them. A model without templates sends nothing and needs none.
-            if !model.templates.is_empty() {
-                return Err(StackError::UnsubscribeSecret);
-            }
-            tracing::warn!("EMBER_UNSUBSCRIBE_SECRET is not set; the model has no email templates, so no link needs it");
-        }
-        let composer = Composer::new(
-            &model,
-            ComposeSettings { public_url: cfg.public_url.clone(), unsubscribe_secret, unsubscribe_mailto: None },
-        )
-        .map_err(|errs| StackError::Templates(errs.join("\n")))?;
+        let compose = ComposeSettings { public_url: cfg.public_url.clone(), unsubscribe_secret, unsubscribe_mailto: None };
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(conf), cfg.table.clone());
-        let mailer = Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(conf), cfg.configuration_set.clone()));
+        // The handoff is its own function, reached through EventBridge: the bus does not call it.
         let bus: Arc<dyn Bus> = match &cfg.bus {
             Some(name) => Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(conf), name.clone())),
             None => Arc::new(LogBus),
         };
-        let dead: Arc<dyn DeadLetters> = match &cfg.dead_letter_queue {
+        let dead_letters: Arc<dyn DeadLetters> = match &cfg.dead_letter_queue {
             Some(url) => Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(conf), url.clone())),
             None => Arc::new(LogDeadLetters),
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let webhooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
-        let handoff = Arc::new(Handoff::new(
-            webhooks,
-            Arc::new(HttpWebhookSender::new(cfg.webhook_retry.clone(), None)),
-            dead,
-            Arc::new(store.clone()),
-            Arc::new(|| chrono::Utc::now().timestamp()),
-        ));
+        let adapters = Adapters {
+            store: Arc::new(store.clone()),
+            mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(conf), cfg.configuration_set.clone())),
+            bus: Box::new(move |_| bus),
+            clock: Arc::new(SystemClock),
+            webhooks: Arc::new(HttpWebhookSender::new(cfg.webhook_retry.clone(), None)),
+            dead_letters,
+            copies: Vec::new(),
+        };
         let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(|e| StackError::Keys(e.to_string()))?;
-        let engine = Arc::new(Engine::new(model));
-        let ember = Ember::new(engine, Arc::new(store.clone()), mailer, bus, clock, Arc::new(composer));
+        let Services { ember, handoff } = wire(Arc::new(model), compose, adapters)?;
         Ok(AwsStack { ember, handoff, store, settings, api })
     }
 }

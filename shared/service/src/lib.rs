@@ -12,7 +12,10 @@
 //!   - [`Erasure`]: the person's data out of the store and every copy outside it;
 //!   - [`Reports`]: funnel, campaigns and quality, from counters every commit keeps (needs a
 //!     store and a clock only).
+//! - [`wiring::wire`]: the one composition root — each world passes its adapters, the
+//!   services come back checked and connected.
 //! - [`Handoff`]: turns domain messages into signed webhooks to the CRM, with dead letters.
+//! - [`logs`]: the one log setup, which keeps rendered templates (people's data) out of the logs.
 //! - [`ports`]: store, mailer, bus, clock, webhook sender, dead letters.
 //! - [`compose`]: campaign emails (Handlebars, HTML-escaped, unsubscribe link and headers);
 //!   [`signing`]: Standard Webhooks signatures and unsubscribe tokens.
@@ -34,9 +37,11 @@ pub mod handoff;
 mod identity_cache;
 mod ingest;
 mod jobs;
+pub mod logs;
 pub mod ports;
 mod reports;
 pub mod signing;
+pub mod wiring;
 
 pub use crate::core::{ServiceError, MAX_ATTEMPTS};
 pub use ember::Ember;
