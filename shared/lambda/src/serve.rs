@@ -64,7 +64,7 @@ pub async fn feedback() -> Result<(), Error> {
     let stack = stack().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let stack = stack.clone();
-        async move { ses_events::handle(&stack, &ev.payload).await.map_err(Error::from) }
+        async move { ses_events::handle(&stack, &ev.payload).await.map_err(|e| edge::failed("feedback", e.retry(), &e)) }
     }))
     .await
 }
