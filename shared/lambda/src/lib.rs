@@ -14,11 +14,14 @@
 //! | `feedback` | SES events from EventBridge | [`ses_events::handle`] |
 //! | `handoff` | `lead.qualified` / `lead.sla_breached` / `lead.recycled` from the bus | [`bus_events::handle`] |
 //!
+//! A failed invocation is marked retryable or not, in one place: [`edge`].
+//!
 //! Logs are JSON (`tracing`) and carry ids only, never emails or names.
 
 #![warn(missing_docs)]
 
 pub mod bus_events;
+pub mod edge;
 pub mod http;
 pub mod schedule;
 pub mod serve;

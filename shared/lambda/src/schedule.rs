@@ -11,6 +11,7 @@
 //! several runs, never lost or half-applied (each lead's change is one atomic commit).
 
 use crate::AwsStack;
+use crate::edge::Retry;
 use ember_scoring::Time;
 pub use ember_service::Job;
 use ember_service::JobReport;
@@ -55,6 +56,28 @@ impl RunReport {
     pub fn blocked(&self) -> u64 {
         [&self.decay, &self.drip, &self.sla].into_iter().flatten().map(|r| r.blocked).sum()
     }
+
+    /// The invocation's result: the report, or [`Blocked`] when SES refused any send.
+    pub fn outcome(self) -> Result<RunReport, Blocked> {
+        match self.blocked() {
+            0 => Ok(self),
+            n => Err(Blocked(n)),
+        }
+    }
+}
+
+/// Everything due was handled, but SES refused this many sends for the account's
+/// configuration, which only an operator can fix: the run fails so that the function's error
+/// alarm fires ([`Retry::NotRetryable`]; a run that follows does the same until then).
+#[derive(Debug, thiserror::Error)]
+#[error("SES refused {0} send(s) for the account's configuration (see the `ses_configuration` errors); the steps are kept")]
+pub struct Blocked(pub u64);
+
+impl Blocked {
+    /// Never: see [`Blocked`].
+    pub fn retry(&self) -> Retry {
+        Retry::NotRetryable
+    }
 }
 
 /// Runs the job of `inv` until done or until `deadline - SAFETY_MARGIN`.
@@ -82,4 +105,19 @@ pub async fn run(stack: &AwsStack, inv: &Invocation, deadline: Instant) -> RunRe
 pub fn deadline_from_millis(deadline_ms: u64) -> Instant {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_ses_refused_to_send_for_fails_as_not_retryable() {
+        let mut report = RunReport::default();
+        assert!(report.clone().outcome().is_ok());
+        report.drip = Some(JobReport { blocked: 2, ..JobReport::default() });
+        let e = report.outcome().unwrap_err();
+        assert_eq!(e.retry(), Retry::NotRetryable);
+        assert!(e.to_string().starts_with("SES refused 2 send(s) for the account's configuration"), "{e}");
+    }
 }

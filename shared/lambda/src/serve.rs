@@ -1,6 +1,6 @@
 //! The main loop of each function: build the stack once, then serve invocations.
 
-use crate::{AwsStack, bus_events, schedule, ses_events};
+use crate::{AwsStack, bus_events, edge, schedule, ses_events};
 pub use lambda_runtime::Error;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -49,13 +49,11 @@ pub async fn scheduled() -> Result<(), Error> {
         let stack = stack.clone();
         async move {
             let deadline = schedule::deadline_from_millis(ev.context.deadline);
-            let report = schedule::run(&stack, &ev.payload, deadline).await;
-            // Everything due was handled; but SES refuses to send for this account, which only
-            // an operator can fix: fail the invocation so that the function's error alarm fires.
-            match report.blocked() {
-                0 => Ok::<_, Error>(report),
-                n => Err(format!("SES refused {n} send(s) for the account's configuration (see the `ses_configuration` errors); the steps are kept").into()),
-            }
+            let function = match ev.payload.job {
+                schedule::Job::Decay => "decay",
+                schedule::Job::Drip => "drip",
+            };
+            schedule::run(&stack, &ev.payload, deadline).await.outcome().map_err(|e| edge::failed(function, e.retry(), &e))
         }
     }))
     .await
@@ -66,7 +64,7 @@ pub async fn feedback() -> Result<(), Error> {
     let stack = stack().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let stack = stack.clone();
-        async move { ses_events::handle(&stack, &ev.payload).await.map_err(Error::from) }
+        async move { ses_events::handle(&stack, &ev.payload).await.map_err(|e| edge::failed("feedback", e.retry(), &e)) }
     }))
     .await
 }
@@ -76,7 +74,7 @@ pub async fn handoff() -> Result<(), Error> {
     let stack = stack().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let stack = stack.clone();
-        async move { bus_events::handle(&stack, &ev.payload).await.map_err(Error::from) }
+        async move { bus_events::handle(&stack, &ev.payload).await.map_err(|e| edge::failed("handoff", e.retry(), &e)) }
     }))
     .await
 }
