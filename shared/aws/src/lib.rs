@@ -68,9 +68,9 @@
 //!
 //! Limits: 100 items per transaction — a merge whose identities don't fit moves the excess
 //! ahead of the main transaction in guarded transactions (both leads' versions checked; not
-//! atomic with the merge, see `commit.rs`); any other commit over the limit (≈ 49 events) is
-//! refused with a clear [`StoreError::Other`]. Items over 400 KB and transactions over 4 MB
-//! are refused before sending.
+//! atomic with the merge, see the `commit` module); any other commit over the limit (≈ 49
+//! events) is refused with a clear [`StoreError::Other`]. Items over 400 KB and transactions
+//! over 4 MB are refused before sending.
 //!
 //! ## Report counters
 //!
@@ -121,6 +121,7 @@ mod due;
 mod eventbridge;
 mod keys;
 mod metrics;
+mod retry;
 pub mod sdk;
 mod ses;
 mod settings;
@@ -374,7 +375,7 @@ impl DynamoStore {
                             "dynamodb BatchWriteItem: deletes left unprocessed after retries".into(),
                         ));
                     }
-                    tokio::time::sleep(commit::backoff(attempt)).await;
+                    tokio::time::sleep(retry::backoff(attempt)).await;
                 }
             }
         }
@@ -426,7 +427,7 @@ impl DynamoStore {
                     Some(UpdateItemError::ConditionalCheckFailedException(_)) => return Ok(None),
                     Some(UpdateItemError::TransactionConflictException(_)) if attempt < TOMBSTONE_ATTEMPTS => {
                         tracing::debug!(lead_id, attempt, "erasure met a transaction on the lead; retried");
-                        tokio::time::sleep(commit::backoff(attempt)).await;
+                        tokio::time::sleep(retry::backoff(attempt)).await;
                     }
                     Some(UpdateItemError::TransactionConflictException(_)) => {
                         return Err(StoreError::Conflict(format!(
