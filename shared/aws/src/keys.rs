@@ -3,7 +3,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::DateTime;
 use ember_scoring::Time;
-use ember_service::ports::{DueKind, StoreError};
+use ember_service::ports::{DueKind, StoreError, due_millis, now_millis};
 use std::collections::HashMap;
 
 /// A DynamoDB item (or key).
@@ -90,16 +90,9 @@ pub(crate) fn lead_key(id: &str) -> Item {
     key(lead_pk(id), PROFILE)
 }
 
-/// Floor milliseconds (for `now` and event times), clamped at 0 (times before 1970 sort first).
+/// Floor milliseconds (for event times), clamped at 0 (events before 1970 sort first).
 pub(crate) fn millis(t: Time) -> i64 {
     t.timestamp_millis().max(0)
-}
-
-/// Ceiling milliseconds (for due times: never report a lead due early), clamped at 0.
-pub(crate) fn millis_ceil(t: Time) -> i64 {
-    let ms = t.timestamp_millis();
-    let ms = if DateTime::from_timestamp_millis(ms) == Some(t) { ms } else { ms.saturating_add(1) };
-    ms.max(0)
 }
 
 /// 16 digits hold every millisecond time chrono can represent (year 262143 is < 10^16 ms).
@@ -107,28 +100,49 @@ pub(crate) fn pad(ms: i64) -> String {
     format!("{:016}", ms.max(0))
 }
 
+/// 10^16: chrono's earliest time is above `-TEN_16` ms, so `TEN_16 + ms` has 16 digits.
+const TEN_16: i64 = 10_000_000_000_000_000;
+
+/// Milliseconds as a string that sorts like the number: [`pad`] from 1970 on, and before it
+/// `-` (which sorts before every digit) then the 16 digits of `10^16 + ms` (so earlier sorts
+/// first). Keys written before pre-1970 times were kept (as `0`) still read the same.
+fn sortable(ms: i64) -> String {
+    if ms >= 0 { pad(ms) } else { format!("-{:016}", TEN_16.saturating_add(ms).max(0)) }
+}
+
 /// Event sort key: `EVT#<16-digit at millis>#<event id>` (oldest first, ties by event id).
 pub(crate) fn event_sk(at: Time, event_id: &str) -> String {
     format!("{EVT}{}#{event_id}", pad(millis(at)))
 }
 
-/// Due index sort key: `<16-digit due millis>#<lead id>`. Lexicographic order is (due, lead
-/// id), so ties come back in lead-id order and every index entry has a unique position.
+/// Due index sort key: `<16-digit due millis>#<lead id>` (the due time rounded by
+/// [`due_millis`]; before 1970, `-<16 digits>`: see [`sortable`]). Lexicographic order is
+/// (due, lead id), so ties come back in lead-id order and every index entry has a unique
+/// position.
 pub(crate) fn due_key(due: Time, lead_id: &str) -> String {
-    format!("{}#{lead_id}", pad(millis_ceil(due)))
+    format!("{}#{lead_id}", sortable(due_millis(due)))
 }
 
 /// Exclusive upper bound of the keys due at `now`: everything `< "<now + 1 ms>"`.
 pub(crate) fn due_bound(now: Time) -> String {
-    pad(now.timestamp_millis().saturating_add(1))
+    sortable(now_millis(now).saturating_add(1))
 }
 
 /// Splits a due key into (lead id, due time).
 pub(crate) fn parse_due_key(k: &str) -> Result<(String, Time), StoreError> {
     let bad = || StoreError::Other(format!("bad due index key {k:?}"));
-    let (ms, id) = k.split_at_checked(16).ok_or_else(bad)?;
+    let (ms, id) = match k.strip_prefix('-') {
+        Some(rest) => {
+            let (digits, id) = rest.split_at_checked(16).ok_or_else(bad)?;
+            let n: i64 = digits.parse().map_err(|_| bad())?;
+            (n - TEN_16, id)
+        }
+        None => {
+            let (digits, id) = k.split_at_checked(16).ok_or_else(bad)?;
+            (digits.parse().map_err(|_| bad())?, id)
+        }
+    };
     let id = id.strip_prefix('#').ok_or_else(bad)?;
-    let ms: i64 = ms.parse().map_err(|_| bad())?;
     let t = DateTime::from_timestamp_millis(ms).ok_or_else(bad)?;
     Ok((id.to_string(), t))
 }
@@ -189,8 +203,28 @@ mod tests {
         let t = DateTime::from_timestamp(10, 1_500_000).expect("time");
         assert_eq!(due_key(t, "a"), "0000000000010002#a");
         assert_eq!(event_sk(t, "e"), "EVT#0000000000010001#e");
-        let before_1970 = DateTime::from_timestamp(-10, 0).expect("time");
-        assert_eq!(due_key(before_1970, "a"), "0000000000000000#a");
+    }
+
+    #[test]
+    fn due_keys_before_1970_sort_before_1970_and_round_trip() {
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("time");
+        let before_1970 = DateTime::from_timestamp(-10, 500_000).expect("time");
+        assert_eq!(due_key(before_1970, "a"), "-9999999999990001#a", "rounded up to -9 999 ms");
+        assert_eq!(parse_due_key(&due_key(before_1970, "a")).expect("parse"), ("a".to_string(), at(-9_999)));
+        let ms = [-20_000, -9_999, -1, 0, 1, 5_000];
+        let keys: Vec<String> = ms.iter().map(|&m| due_key(at(m), "x")).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys, "keys sort like their times");
+        // Due at `now` exactly when the key is below `now`'s bound, on both sides of 1970.
+        for &due in &ms {
+            for &now in &ms {
+                assert_eq!(due_key(at(due), "zz") < due_bound(at(now)), due <= now, "due {due}, now {now}");
+            }
+        }
+        let earliest = DateTime::<chrono::Utc>::MIN_UTC;
+        assert_eq!(parse_due_key(&due_key(earliest, "a")).expect("parse").1, at(due_millis(earliest)));
+        assert!(parse_due_key("-12#x").is_err());
     }
 
     #[test]

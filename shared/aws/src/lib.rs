@@ -43,9 +43,11 @@
 //! `<kind>_at < "<now + 1 ms>"` and merges them oldest first (see the `due` module): only due
 //! entries are read, and shards spread the sweep's reads and the writes over partitions
 //! instead of one hot key. Shards may be added later (more shards still find every lead
-//! indexed under fewer); removing shards needs every due lead re-committed. Times before 1970
-//! are stored as 1970 (never reported early). GSIs are eventually consistent: a lead just
-//! rescheduled may still be listed once; the jobs re-read the lead before acting.
+//! indexed under fewer); removing shards needs every due lead re-committed. Due times are
+//! rounded up to the millisecond and `now` down ([`ember_service::ports::due_millis`]); before
+//! 1970 the 16 digits follow a `-` and count up from -10^16, so they still sort by time. GSIs
+//! are eventually consistent: a lead just rescheduled may still be listed once; the jobs
+//! re-read the lead before acting.
 //!
 //! ## Commit: one `TransactWriteItems`
 //!
@@ -66,9 +68,9 @@
 //!
 //! Limits: 100 items per transaction — a merge whose identities don't fit moves the excess
 //! ahead of the main transaction in guarded transactions (both leads' versions checked; not
-//! atomic with the merge, see `commit.rs`); any other commit over the limit (≈ 49 events) is
-//! refused with a clear [`StoreError::Other`]. Items over 400 KB and transactions over 4 MB
-//! are refused before sending.
+//! atomic with the merge, see the `commit` module); any other commit over the limit (≈ 49
+//! events) is refused with a clear [`StoreError::Other`]. Items over 400 KB and transactions
+//! over 4 MB are refused before sending.
 //!
 //! ## Report counters
 //!
@@ -93,7 +95,8 @@
 //!    removed. Every commit that read the lead before fails its version guard, and every
 //!    version guard also requires `attribute_not_exists(erased)`, so from here on nothing
 //!    changes the lead, claims an identity for it, merges into or out of it, or records an
-//!    event on it. The updated item (its body and `identities`) says what to delete;
+//!    event on it. The updated item says what to delete: its `identities`, and the
+//!    [`ember_service::ports::ErasureScope`] of its body;
 //! 1. the identities still pointing at the lead (conditional deletes);
 //! 2. every event of the lead and of the profiles merged into it;
 //! 3. the lead item.
@@ -118,6 +121,7 @@ mod due;
 mod eventbridge;
 mod keys;
 mod metrics;
+mod retry;
 pub mod sdk;
 mod ses;
 mod settings;
@@ -138,7 +142,9 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, ReturnValue, WriteRequest};
 use ember_scoring::{Lead, Time};
-use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
+use ember_service::ports::{
+    Commit, DueKind, DuePage, ErasureScope, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally,
+};
 use keys::{
     BODY, EMAIL, ERASED, EVT, ID, IDENTITIES, Item, LEAD_ID, PK, PROFILE, SK, VERSION, get_s, get_ss, get_u64,
     lead_key, lead_pk,
@@ -369,7 +375,7 @@ impl DynamoStore {
                             "dynamodb BatchWriteItem: deletes left unprocessed after retries".into(),
                         ));
                     }
-                    tokio::time::sleep(commit::backoff(attempt)).await;
+                    tokio::time::sleep(retry::backoff(attempt)).await;
                 }
             }
         }
@@ -421,7 +427,7 @@ impl DynamoStore {
                     Some(UpdateItemError::ConditionalCheckFailedException(_)) => return Ok(None),
                     Some(UpdateItemError::TransactionConflictException(_)) if attempt < TOMBSTONE_ATTEMPTS => {
                         tracing::debug!(lead_id, attempt, "erasure met a transaction on the lead; retried");
-                        tokio::time::sleep(commit::backoff(attempt)).await;
+                        tokio::time::sleep(retry::backoff(attempt)).await;
                     }
                     Some(UpdateItemError::TransactionConflictException(_)) => {
                         return Err(StoreError::Conflict(format!(
@@ -443,33 +449,21 @@ impl DynamoStore {
         //    and events read below are all there will be.
         let item = self.tombstone(lead_id).await?;
         let existed = item.is_some();
-        let mut owners = vec![lead_id.to_string()];
         let mut identity_keys: BTreeSet<String> = BTreeSet::new();
-        if let Some(item) = &item {
-            identity_keys.extend(get_ss(item, IDENTITIES).iter().cloned());
-            // Read the body leniently: a body we can't fully parse must not stop an erasure.
-            match get_s(item, BODY).map(serde_json::from_str::<serde_json::Value>) {
-                Some(Ok(v)) => {
-                    let strings = |field: &str| -> Vec<String> {
-                        v.get(field)
-                            .and_then(|m| m.as_array())
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    };
-                    owners.extend(strings("merged_from").into_iter().filter(|o| o != lead_id));
-                    identity_keys.extend(strings("anonymous_ids").into_iter().map(|a| Identity::Anonymous(a).key()));
-                    if let Some(e) = v.get("email").and_then(|e| e.as_str()) {
-                        identity_keys.insert(Identity::Email(e.to_string()).key());
+        let scope = match &item {
+            Some(item) => {
+                identity_keys.extend(get_ss(item, IDENTITIES).iter().cloned());
+                match get_s(item, BODY) {
+                    Some(body) => ErasureScope::of_body(lead_id, body),
+                    None => {
+                        tracing::warn!(lead_id, "erasing a lead without a body");
+                        ErasureScope::of_id(lead_id)
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(lead_id, error = %e, "erasing a lead whose body does not parse")
-                }
-                None => tracing::warn!(lead_id, "erasing a lead without a body"),
             }
-        }
+            None => ErasureScope::of_id(lead_id),
+        };
+        identity_keys.extend(scope.identities.iter().map(Identity::key));
 
         // 1. Identities still pointing at the lead.
         let keys: Vec<String> = identity_keys.into_iter().collect();
@@ -497,7 +491,7 @@ impl DynamoStore {
         }
 
         // 2. Events of the lead and of the profiles merged into it.
-        for owner in &owners {
+        for owner in &scope.lead_ids {
             let events = self.query_prefix(&lead_pk(owner), EVT, &[PK, SK]).await?;
             let keys: Vec<Item> = events
                 .into_iter()

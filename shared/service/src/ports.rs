@@ -151,6 +151,91 @@ impl DueKind {
     }
 }
 
+/// A due time as the stores index it: whole Unix milliseconds, negative before 1970, rounded
+/// *up* (a lead is never reported due before it is; one due 0.4 ms past a millisecond is
+/// reported at the next one). Pair it with [`now_millis`]: a lead is due at `now` when
+/// `due_millis(at) <= now_millis(now)`, and the due time a store reports ([`DuePage::items`])
+/// is this rounded one.
+pub fn due_millis(at: Time) -> i64 {
+    let ms = at.timestamp_millis();
+    if chrono::DateTime::from_timestamp_millis(ms) == Some(at) { ms } else { ms.saturating_add(1) }
+}
+
+/// `now` for a due query, in the unit of [`due_millis`]: whole Unix milliseconds, rounded
+/// *down* (negative before 1970).
+pub fn now_millis(now: Time) -> i64 {
+    now.timestamp_millis()
+}
+
+/// What erasing a lead covers, decided from the lead: the leads whose events go (the lead and
+/// every profile merged into it — a merged profile keeps its events under its own id) and the
+/// identities that may still point at it (its email and its cookies). A store erases at least
+/// this; it may find more identities in its own indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErasureScope {
+    /// The erased lead first, then the profiles merged into it, each once.
+    pub lead_ids: Vec<String>,
+    /// Its email, then its cookies, each once.
+    pub identities: Vec<Identity>,
+}
+
+/// The fields of a stored lead body that an erasure needs, named as in [`Lead`], read when the
+/// whole body does not parse (an erasure must not stop at a body it can't fully read).
+#[derive(Deserialize)]
+struct ScopeFields {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    anonymous_ids: Vec<String>,
+    #[serde(default)]
+    merged_from: Vec<String>,
+}
+
+impl ErasureScope {
+    /// The scope of erasing `lead`.
+    pub fn of(lead: &Lead) -> ErasureScope {
+        Self::from_fields(&lead.id, lead.email.as_deref(), &lead.anonymous_ids, &lead.merged_from)
+    }
+
+    /// A lead known by its id alone (its stored body is missing): its own events, no identities.
+    pub fn of_id(lead_id: &str) -> ErasureScope {
+        Self::from_fields(lead_id, None, &[], &[])
+    }
+
+    /// The scope read from a stored lead body (the JSON of a [`Lead`]) under `lead_id`. A body
+    /// that is not a whole `Lead` still gives the fields it has (logged); one that is not even
+    /// that gives [`ErasureScope::of_id`].
+    pub fn of_body(lead_id: &str, body: &str) -> ErasureScope {
+        match serde_json::from_str::<Lead>(body) {
+            Ok(lead) => Self::from_fields(lead_id, lead.email.as_deref(), &lead.anonymous_ids, &lead.merged_from),
+            Err(e) => {
+                tracing::warn!(lead_id, error = %e, "erasing a lead whose body does not parse");
+                match serde_json::from_str::<ScopeFields>(body) {
+                    Ok(f) => Self::from_fields(lead_id, f.email.as_deref(), &f.anonymous_ids, &f.merged_from),
+                    Err(_) => Self::of_id(lead_id),
+                }
+            }
+        }
+    }
+
+    fn from_fields(lead_id: &str, email: Option<&str>, anonymous: &[String], merged: &[String]) -> ErasureScope {
+        let mut lead_ids = vec![lead_id.to_string()];
+        for m in merged {
+            if !lead_ids.contains(m) {
+                lead_ids.push(m.clone());
+            }
+        }
+        let mut identities: Vec<Identity> = email.map(|e| Identity::Email(e.to_string())).into_iter().collect();
+        for a in anonymous {
+            let a = Identity::Anonymous(a.clone());
+            if !identities.contains(&a) {
+                identities.push(a);
+            }
+        }
+        ErasureScope { lead_ids, identities }
+    }
+}
+
 /// One page of due leads, oldest due first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DuePage {
@@ -404,4 +489,37 @@ pub trait PersonalCopies: Send + Sync {
 pub trait MessageHandler: Send + Sync {
     /// Handles one message. Errors are retried by the bus that delivered it.
     async fn handle(&self, message: &Message) -> Result<(), BusError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_times_round_up_now_rounds_down_before_1970_too() {
+        let t = chrono::DateTime::from_timestamp(10, 1_500_000).expect("time");
+        assert_eq!((due_millis(t), now_millis(t)), (10_002, 10_001));
+        let whole = chrono::DateTime::from_timestamp(10, 1_000_000).expect("time");
+        assert_eq!((due_millis(whole), now_millis(whole)), (10_001, 10_001));
+        let before_1970 = chrono::DateTime::from_timestamp(-10, 500_000).expect("time");
+        assert_eq!((due_millis(before_1970), now_millis(before_1970)), (-9_999, -10_000));
+    }
+
+    #[test]
+    fn erasure_covers_the_lead_its_merged_profiles_and_identities() {
+        let body = r#"{"id":"ld-1","email":"a@x.com","anonymous_ids":["c1","c2"],"scores":{},"stage":"s",
+            "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","merged_from":["an-1","ld-1","an-2"]}"#;
+        let lead: Lead = serde_json::from_str(body).expect("a lead");
+        let scope = ErasureScope::of(&lead);
+        assert_eq!(scope.lead_ids, ["ld-1", "an-1", "an-2"]);
+        let c = |a: &str| Identity::Anonymous(a.into());
+        assert_eq!(scope.identities, [Identity::Email("a@x.com".into()), c("c1"), c("c2")]);
+        assert_eq!(ErasureScope::of_body("ld-1", body), scope);
+        // A body that is no whole lead still gives what it names; one that is not JSON, the id.
+        let partial = ErasureScope::of_body("ld-1", r#"{"merged_from":["an-1"],"scores":7}"#);
+        assert_eq!(partial.lead_ids, ["ld-1", "an-1"]);
+        assert!(partial.identities.is_empty());
+        assert_eq!(ErasureScope::of_body("ld-1", "not json"), ErasureScope::of_id("ld-1"));
+        assert_eq!(ErasureScope::of_id("ld-1").lead_ids, ["ld-1"]);
+    }
 }

@@ -65,9 +65,10 @@
 //!
 //! # Time
 //!
-//! Times in indexed columns are Unix milliseconds. A due time with a sub-millisecond part is
-//! rounded *up* (a lead is never reported due before it is), and `now` is rounded down; the
-//! due time returned by [`Store::due`] is the stored (rounded) one. Bodies keep full precision.
+//! Times in indexed columns are Unix milliseconds (negative before 1970). A due time with a
+//! sub-millisecond part is rounded *up* (a lead is never reported due before it is), and `now`
+//! is rounded down, by the ports' rule ([`ember_service::ports::due_millis`]); the due time
+//! returned by [`Store::due`] is the stored (rounded) one. Bodies keep full precision.
 //!
 //! # Merges, released identities and erasure
 //!
@@ -82,7 +83,10 @@
 use async_trait::async_trait;
 use chrono::DateTime;
 use ember_scoring::{Lead, Time};
-use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
+use ember_service::ports::{
+    Commit, DueKind, DuePage, ErasureScope, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally, due_millis,
+    now_millis,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -221,15 +225,9 @@ fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> StoreError + '_ {
     move |e| StoreError::Other(format!("{what}: {e}"))
 }
 
-/// Floor milliseconds (for `now` and event times).
+/// Floor milliseconds (for event times).
 fn millis(t: Time) -> i64 {
     t.timestamp_millis()
-}
-
-/// Ceiling milliseconds (for due times: never report a lead due early).
-fn millis_ceil(t: Time) -> i64 {
-    let ms = t.timestamp_millis();
-    if DateTime::from_timestamp_millis(ms) == Some(t) { ms } else { ms.saturating_add(1) }
 }
 
 fn from_millis(ms: i64) -> Result<Time, StoreError> {
@@ -369,7 +367,7 @@ fn commit_tx(conn: &mut Connection, c: &Commit) -> Result<u64, StoreError> {
         Some(v) => v.checked_add(1).ok_or_else(|| StoreError::Other(format!("lead {id}: version overflow")))?,
     };
     let (new_v, prev_v) = (to_i64(version)?, to_i64(c.expected_version.unwrap_or(0))?);
-    let due = [c.due.decay, c.due.drip, c.due.sla].map(|t| t.map(millis_ceil));
+    let due = [c.due.decay, c.due.drip, c.due.sla].map(|t| t.map(due_millis));
     let email = c.lead.email.as_deref();
     let written = match c.expected_version {
         None => tx
@@ -418,7 +416,7 @@ fn due_tx(
         return Ok(DuePage::default());
     }
     let col = due_column(kind);
-    let now = millis(now);
+    let now = now_millis(now);
     // One more than asked, to know whether there is a next page.
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1).saturating_add(1);
     let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
@@ -460,27 +458,15 @@ fn erase_tx(conn: &mut Connection, lead_id: &str) -> Result<bool, StoreError> {
         .and_then(|mut s| s.query_row([lead_id], |r| r.get(0)).optional())
         .map_err(ctx("reading the lead to erase"))?;
     // Profiles merged into this one keep their events under their own ids: erase those too.
-    // Read leniently: a body we can't fully parse must not stop an erasure.
-    let mut owners = vec![lead_id.to_string()];
-    if let Some(b) = &body {
-        match serde_json::from_str::<serde_json::Value>(b) {
-            Ok(v) => owners.extend(
-                v.get("merged_from")
-                    .and_then(|m| m.as_array())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str().map(str::to_string)),
-            ),
-            Err(e) => tracing::warn!(lead_id, error = %e, "erasing a lead whose body does not parse"),
-        }
-    }
+    // Identities go by the `identities_by_lead` index (every one still pointing at the lead).
+    let scope = body.as_deref().map_or_else(|| ErasureScope::of_id(lead_id), |b| ErasureScope::of_body(lead_id, b));
     tx.prepare_cached("DELETE FROM leads WHERE id = ?1")
         .and_then(|mut s| s.execute([lead_id]))
         .map_err(ctx("deleting the lead"))?;
     tx.prepare_cached("DELETE FROM identities WHERE lead_id = ?1")
         .and_then(|mut s| s.execute([lead_id]))
         .map_err(ctx("deleting the lead's identities"))?;
-    for owner in &owners {
+    for owner in &scope.lead_ids {
         tx.prepare_cached(
             "UPDATE events SET lead_id = NULL, at = NULL, body = NULL, received_at = NULL WHERE lead_id = ?1",
         )
@@ -644,10 +630,10 @@ mod tests {
     #[test]
     fn due_times_round_up_now_rounds_down() {
         let t = DateTime::from_timestamp(10, 1_500_000).expect("time");
-        assert_eq!(millis_ceil(t), 10_002);
-        assert_eq!(millis(t), 10_001);
+        assert_eq!(due_millis(t), 10_002);
+        assert_eq!(now_millis(t), 10_001);
         let whole = DateTime::from_timestamp(10, 1_000_000).expect("time");
-        assert_eq!(millis_ceil(whole), 10_001);
+        assert_eq!(due_millis(whole), 10_001);
     }
 
     #[test]

@@ -94,6 +94,7 @@ define_checks!($
     duplicate_event_ids,
     due_queries,
     due_reads_only_what_is_due,
+    due_before_1970,
     events_oldest_first,
     erase,
     erase_covers_merged_profiles,
@@ -592,6 +593,38 @@ pub async fn due_reads_only_what_is_due(store: Arc<dyn Store>) {
         assert_eq!(ids(&page.items), ["now-0", "now-1", "now-2"], "{kind:?}");
         assert!(page.cursor.is_none(), "{kind:?}: one page holds everything due");
         assert!(page.read <= 4, "{kind:?}: read {} entries for 3 due leads out of 123", page.read);
+    }
+}
+
+/// Due times before 1970 are times like any other: rounded up to the millisecond, reported
+/// as stored, due exactly when `now` (rounded down) reaches them, and ahead of later ones.
+pub async fn due_before_1970(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = |secs: i64, nanos: u32| DateTime::from_timestamp(secs, nanos).expect("time");
+    let leads = [
+        ("old", Due { decay: Some(at(-10, 500_000)), drip: None, sla: None }),
+        ("new", Due { decay: Some(at(5, 0)), drip: None, sla: None }),
+        ("ancient", Due { decay: None, drip: Some(at(-2_208_988_800, 0)), sla: None }),
+    ];
+    for (id, due) in leads {
+        let mut c = commit(lead(id), None);
+        c.due = due;
+        s.commit(c).await.expect("create");
+    }
+    let old = ("old".to_string(), at(-10, 1_000_000));
+    let cases: [(DueKind, Time, Vec<(String, Time)>); 6] = [
+        (DueKind::Decay, at(-11, 0), vec![]),
+        (DueKind::Decay, at(-10, 999_999), vec![]),
+        (DueKind::Decay, at(-10, 1_000_000), vec![old.clone()]),
+        (DueKind::Decay, at(-5, 0), vec![old.clone()]),
+        (DueKind::Decay, t(0), vec![old.clone(), ("new".to_string(), at(5, 0))]),
+        (DueKind::Drip, at(-1, 0), vec![("ancient".to_string(), at(-2_208_988_800, 0))]),
+    ];
+    for (kind, now, want) in &cases {
+        for limit in [1, 10] {
+            let (got, _, _) = all_due(s, *kind, *now, limit).await;
+            assert_eq!(&got, want, "{kind:?} due at {now}, limit {limit}");
+        }
     }
 }
 
