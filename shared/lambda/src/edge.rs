@@ -17,7 +17,6 @@
 //! address unsuppressed), failed, it waits in that queue for a person, marked `NotRetryable`.
 
 use ember_service::ServiceError;
-use ember_service::ports::StoreError;
 use lambda_runtime::Diagnostic;
 
 /// Whether the same invocation could succeed if it ran again.
@@ -32,13 +31,9 @@ pub enum Retry {
 }
 
 impl Retry {
-    /// A service failure: the store or contention on a lead may pass; an invalid event or a
-    /// lead that does not exist will not (the HTTP API answers them `503` and `4xx`).
+    /// A service failure, as [`ServiceError::is_retryable`] judges it.
     pub fn of_service(e: &ServiceError) -> Retry {
-        match e {
-            ServiceError::Store(StoreError::Other(_) | StoreError::Conflict(_)) | ServiceError::Contention(_) => Retry::Retryable,
-            ServiceError::Store(StoreError::Duplicate(_)) | ServiceError::Invalid(_) | ServiceError::NotFound => Retry::NotRetryable,
-        }
+        if e.is_retryable() { Retry::Retryable } else { Retry::NotRetryable }
     }
 
     /// The `errorType` of a failed invocation.
@@ -69,12 +64,15 @@ pub fn failed(function: &'static str, retry: Retry, error: &dyn std::error::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ember_service::ports::StoreError;
 
     #[test]
     fn store_trouble_is_retried_bad_input_is_not() {
         assert_eq!(Retry::of_service(&ServiceError::Store(StoreError::Other("throttled".into()))), Retry::Retryable);
         assert_eq!(Retry::of_service(&ServiceError::Contention(16)), Retry::Retryable);
         assert_eq!(Retry::of_service(&ServiceError::Invalid("`type` is missing".into())), Retry::NotRetryable);
+        assert_eq!(Retry::of_service(&ServiceError::BatchTooLarge(101)), Retry::NotRetryable);
+        assert_eq!(Retry::of_service(&ServiceError::Store(StoreError::Duplicate("ev_1".into()))), Retry::NotRetryable);
         let d = failed("feedback", Retry::NotRetryable, &ServiceError::Invalid("`type` is missing".into()));
         assert_eq!((d.error_type.as_str(), d.error_message.as_str()), ("NotRetryable", "`type` is missing"));
     }

@@ -35,7 +35,7 @@ pub enum StackError {
     Wiring(#[from] WiringError),
     /// `EMBER_WRITE_KEYS` or `EMBER_ADMIN_KEYS` is malformed.
     #[error("API keys: {0}")]
-    Keys(String),
+    Keys(#[source] ember_http::KeyError),
     /// An AWS timeout setting is malformed.
     #[error("AWS timeouts: {0}")]
     Timeouts(String),
@@ -181,7 +181,7 @@ impl AwsStack {
             dead_letters,
             copies: Vec::new(),
         };
-        let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(|e| StackError::Keys(e.to_string()))?;
+        let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(StackError::Keys)?;
         let Services { ember, handoff } = wire(Arc::new(model), compose, adapters)?;
         Ok(AwsStack { ember, handoff, store, settings, api })
     }

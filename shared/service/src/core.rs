@@ -31,6 +31,18 @@ pub enum ServiceError {
     Contention(u32),
 }
 
+impl ServiceError {
+    /// Whether trying the same request again later may succeed: the store failing or too many
+    /// writers on one lead may pass; an invalid request, a lead that does not exist or a batch
+    /// too large will not (the HTTP API answers them `503` and `4xx`).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ServiceError::Store(StoreError::Other(_) | StoreError::Conflict(_)) | ServiceError::Contention(_) => true,
+            ServiceError::Store(StoreError::Duplicate(_)) | ServiceError::Invalid(_) | ServiceError::NotFound | ServiceError::BatchTooLarge(_) => false,
+        }
+    }
+}
+
 /// How many times a change is retried when another writer got there first.
 pub const MAX_ATTEMPTS: u32 = 16;
 

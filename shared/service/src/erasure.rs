@@ -2,7 +2,7 @@
 //! what was sent about them outside it; the report counters they contributed stay, anonymous.
 
 use crate::core::{Core, ServiceError};
-use crate::ports::PersonalCopies;
+use crate::ports::{ErasureScope, PersonalCopies};
 use std::sync::Arc;
 
 /// The erasure use case.
@@ -26,7 +26,7 @@ impl Erasure {
         let mut ids = vec![lead_id.to_string()];
         if !self.copies.is_empty() {
             if let Some(rec) = store.get(lead_id).await? {
-                ids.extend(rec.lead.merged_from.iter().filter(|m| *m != lead_id).cloned());
+                ids = ErasureScope::of(&rec.lead).lead_ids;
             }
         }
         let existed = store.erase(lead_id).await?;
