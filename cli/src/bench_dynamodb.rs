@@ -15,7 +15,7 @@
 use crate::bench::sample_event;
 use crate::local::ScenarioHarness;
 use anyhow::{Context, Result};
-use ember_aws::DynamoStore;
+use ember_store_dynamodb::DynamoStore;
 use ember_scoring::{Engine, Lead, Model, RawEvent, Time};
 use ember_service::ports::{Commit, DueKind, Store};
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ pub struct Options {
 
 async fn fresh_table(client: &aws_sdk_dynamodb::Client) -> Result<String> {
     let table = format!("ember-bench-{}", uuid::Uuid::new_v4().simple());
-    ember_aws::create_table(client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
+    ember_store_dynamodb::create_table(client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
     Ok(table)
 }
 

@@ -236,7 +236,7 @@ async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
         .with_context(|| format!("writing {}", rejected_path(input).display()))?;
     let store: Arc<dyn Store> = match common.store {
         StoreKind::Embedded => Arc::new(ember_store_sqlite::SqliteStore::open(&common.data.join("ember.db")).context("opening the embedded store")?),
-        StoreKind::Dynamodb => Arc::new(ember_aws::DynamoStore::from_env().await?),
+        StoreKind::Dynamodb => Arc::new(ember_store_dynamodb::DynamoStore::from_env().await?),
     };
     let (webhooks, recorder): (Arc<dyn WebhookSender>, Arc<FileWebhookRecorder>) = if common.deliver_webhooks {
         crate::local::http_webhooks(&common.data)

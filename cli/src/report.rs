@@ -73,7 +73,7 @@ pub async fn run(args: ReportArgs) -> Result<()> {
             anyhow::ensure!(path.exists(), "no data in {} (run `ember dev --data {}` first)", path.display(), args.data.display());
             Arc::new(ember_store_sqlite::SqliteStore::open(&path).context("opening the embedded store")?)
         }
-        StoreKind::Dynamodb => Arc::new(ember_aws::DynamoStore::from_env().await?),
+        StoreKind::Dynamodb => Arc::new(ember_store_dynamodb::DynamoStore::from_env().await?),
     };
     let service = Reports::new(Arc::new(model), store, Arc::new(SystemClock));
     service.period(&query)?;

@@ -72,8 +72,8 @@ pub async fn run_file(file: &std::path::Path, store: StoreKind) -> Result<scenar
             let conf = ember_aws::sdk_config().await;
             let client = aws_sdk_dynamodb::Client::new(&conf);
             let table = format!("ember-scenario-{}", uuid::Uuid::new_v4().simple());
-            ember_aws::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
-            let store = std::sync::Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
+            ember_store_dynamodb::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("creating table {table}: {e}"))?;
+            let store = std::sync::Arc::new(ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone()));
             // Emails go through the SES v2 API of the same endpoint and are read back from it.
             let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()).context(
                 "--store dynamodb runs against a local AWS stand-in: set AWS_ENDPOINT_URL to a moto server (scripts/moto)",

@@ -62,7 +62,7 @@ pub async fn replay(args: ReplayArgs) -> Result<bool> {
         (Some(url), _) => {
             let conf = ember_aws::sdk_config().await;
             let settings = ember_aws::Settings::load(&conf).await?;
-            let store = ember_aws::DynamoStore::from_env().await.context("the store the letters' leads are read from")?;
+            let store = ember_store_dynamodb::DynamoStore::from_env().await.context("the store the letters' leads are read from")?;
             if let Some(failed_url) = &args.failed_events_url {
                 failed = Some(Arc::new(ember_aws::SqsFailedMessages::new(aws_sdk_sqs::Client::new(&conf), failed_url.clone())));
             }

@@ -172,7 +172,7 @@ fn import_events_into_dynamodb() {
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
             .load()
             .await;
-        ember_aws::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
+        ember_store_dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
     });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

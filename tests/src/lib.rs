@@ -13,6 +13,6 @@ pub async fn moto_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
         .await;
     let client = aws_sdk_dynamodb::Client::new(&conf);
     let table = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    ember_aws::create_table(&client, &table).await.expect("table");
+    ember_store_dynamodb::create_table(&client, &table).await.expect("table");
     (client, table)
 }

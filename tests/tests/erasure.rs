@@ -98,7 +98,7 @@ async fn erasure_leaves_no_trace_in_the_embedded_database_file() {
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn erasure_leaves_no_item_with_the_person_in_dynamodb() {
     let (client, table) = ember_e2e::moto_table("ember-erasure").await;
-    let store = Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
+    let store = Arc::new(ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap();
     live_and_erase(&h).await;

@@ -89,7 +89,7 @@ async fn crm_feedback_replays_apply_once_on_the_embedded_store() {
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn crm_feedback_replays_apply_once_on_dynamodb() {
     let (client, table) = ember_e2e::moto_table("ember-feedback").await;
-    let store: Arc<dyn Store> = Arc::new(ember_aws::DynamoStore::new(client.clone(), table.clone()));
+    let store: Arc<dyn Store> = Arc::new(ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = Arc::new(ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap());
     replays_apply_once(h).await;

@@ -50,7 +50,7 @@ fn sqlite(dir: &std::path::Path) -> Open {
 async fn moto() -> (Open, String, aws_sdk_dynamodb::Client) {
     let (client, table) = ember_e2e::moto_table("ember-identity").await;
     let (c, t) = (client.clone(), table.clone());
-    (Arc::new(move || Arc::new(ember_aws::DynamoStore::new(c.clone(), t.clone())) as Arc<dyn Store>), table, client)
+    (Arc::new(move || Arc::new(ember_store_dynamodb::DynamoStore::new(c.clone(), t.clone())) as Arc<dyn Store>), table, client)
 }
 
 fn process(open: &Open, dir: &std::path::Path) -> ScenarioHarness {

@@ -73,7 +73,7 @@ fn heaviest(model: &Arc<Model>, start: Time, now: Time) -> Lead {
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn a_write_key_cannot_make_a_lead_unstorable_and_the_worst_request_cost_is_printed() {
     let (client, table) = ember_e2e::moto_table("ember-worst").await;
-    let store = ember_aws::DynamoStore::new(client.clone(), table.clone());
+    let store = ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone());
     let start: Time = "2026-03-02T09:00:00Z".parse().unwrap();
     // The clock sits after every hit, so each one is on time or late, never in the future.
     let now = start + chrono::Duration::days(30);

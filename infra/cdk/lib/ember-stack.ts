@@ -34,7 +34,7 @@ export interface EmberStackProps extends cdk.StackProps {
   readonly arm64: boolean;
 }
 
-/** The due indexes of shared/aws/src/keys.rs: `<kind>_due` on `<kind>_shard`, `<kind>_at`. */
+/** The due indexes of shared/store-dynamodb/src/keys.rs: `<kind>_due` on `<kind>_shard`, `<kind>_at`. */
 const DUE_KINDS = ['decay', 'drip', 'sla'] as const;
 
 /** Acknowledges cdk-nag rules on a construct, each with its reason. */
@@ -171,7 +171,7 @@ export class EmberStack extends cdk.Stack {
     const webhooksSecret = makeSecret('WebhooksSecret', webhooksSecretArn, 'Ember webhook settings (the model\'s ${VAR} URLs and whsec_ secrets), read by handoff.');
 
     // ---------------------------------------------------------------------------------------
-    // DynamoDB: the single table (shared/aws/src/table.rs creates the same one locally).
+    // DynamoDB: the single table (shared/store-dynamodb/src/table.rs creates the same one locally).
     const table = new dynamodb.Table(this, 'Table', {
       partitionKey: { name: 'PK', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'SK', type: dynamodb.AttributeType.STRING },

@@ -149,7 +149,7 @@ mod tests {
     async fn clients_get_embers_https_client() {
         let conf = sdk_loader()
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("a", "b", None, None, "test"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("a", "b", None, None, "test"))
             .load()
             .await;
         assert!(conf.http_client().is_some());

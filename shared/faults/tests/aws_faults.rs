@@ -104,7 +104,7 @@ fn stack(conf: &SdkConfig, table: &str, bus: Option<String>, dlq: Option<String>
 
 async fn table(direct: &SdkConfig) -> String {
     let name = unique("ember-faults");
-    ember_aws::create_table(&aws_sdk_dynamodb::Client::new(direct), &name).await.expect("create table");
+    ember_store_dynamodb::create_table(&aws_sdk_dynamodb::Client::new(direct), &name).await.expect("create table");
     name
 }
 

@@ -1,7 +1,8 @@
 //! The services on AWS adapters, built once per container.
 
 use aws_config::SdkConfig;
-use ember_aws::{DynamoStore, EventBridgeBus, SesMailer, Settings, SettingsError, SqsDeadLetters};
+use ember_aws::{EventBridgeBus, SesMailer, Settings, SettingsError, SqsDeadLetters};
+use ember_store_dynamodb::DynamoStore;
 use ember_delivery::{HttpWebhookSender, RetryPolicy};
 use std::time::Duration;
 use ember_scoring::Model;

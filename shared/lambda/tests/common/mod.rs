@@ -124,7 +124,7 @@ pub async fn fixture(opts: Options) -> Fixture {
 pub async fn try_fixture(opts: Options) -> Result<Fixture, StackError> {
     let conf = conf().await;
     let table = unique("ember-fn-test");
-    ember_aws::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
+    ember_store_dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
     let cfg = StackConfig {
         model: opts.model.unwrap_or_else(|| repo("examples/b2b-saas.yaml")),
         table,

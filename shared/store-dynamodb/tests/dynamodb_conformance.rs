@@ -15,7 +15,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
-use ember_aws::{DynamoStore, create_table};
+use ember_store_dynamodb::{DynamoStore, create_table};
 use ember_scoring::Due;
 use ember_service::ports::{Claim, DueKind, Identity, Release, Store, StoreError};
 use ember_store_tests::{claim, commit, event, lead, t, version};
