@@ -184,7 +184,7 @@ impl Harness for ScenarioHarness {
         Ok(self.stack.outbox.sent()?.into_iter().map(|e| (e.lead_id, e.template)).collect())
     }
     async fn webhooks(&self) -> Result<Vec<(String, String)>> {
-        Ok(self.recorder.deliveries().into_iter().map(|d| (d.lead_id, d.kind)).collect())
+        Ok(self.recorder.deliveries().into_iter().map(|d| (d.lead_id, d.kind.to_string())).collect())
     }
 }
 

@@ -107,7 +107,7 @@ impl EventBridgeBus {
         Ok(PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(SOURCE)
-            .detail_type(&m.kind)
+            .detail_type(m.kind.as_str())
             .detail(detail)
             .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(m.at.timestamp_millis()))
             .build())

@@ -76,7 +76,7 @@ fn bus(endpoint: &str) -> EventBridgeBus {
 }
 
 fn message(id: &str, data: Value) -> Message {
-    Message { id: id.into(), kind: "lead.stage_changed".into(), at: chrono::Utc::now(), lead_id: "ld".into(), data }
+    Message { id: id.into(), kind: ember_scoring::lead::MessageKind::StageChanged, at: chrono::Utc::now(), lead_id: "ld".into(), data }
 }
 
 #[tokio::test]

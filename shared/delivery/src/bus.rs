@@ -83,7 +83,7 @@ mod tests {
     fn msg(id: &str) -> Message {
         Message {
             id: id.into(),
-            kind: "lead.qualified".into(),
+            kind: ember_scoring::lead::MessageKind::Qualified,
             at: chrono::Utc::now(),
             lead_id: "ld".into(),
             data: serde_json::Value::Null,

@@ -171,7 +171,7 @@ mod tests {
             id: id.into(),
             timestamp: 1,
             signature: String::new(),
-            kind: "lead.qualified".into(),
+            kind: ember_scoring::lead::MessageKind::Qualified,
             lead_id: "ld".into(),
             body: "{}".into(),
         }

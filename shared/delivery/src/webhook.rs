@@ -334,7 +334,7 @@ mod tests {
             id: "msg_1".into(),
             timestamp: ts,
             signature: ember_service::signing::sign(SECRET, "msg_1", ts, &body).unwrap(),
-            kind: "lead.qualified".into(),
+            kind: ember_scoring::lead::MessageKind::Qualified,
             lead_id: "ld".into(),
             body,
         }
@@ -465,7 +465,7 @@ mod tests {
         .with_budget(Duration::from_millis(1000));
         let message = ember_scoring::lead::Message {
             id: "msg_1".into(),
-            kind: "lead.qualified".into(),
+            kind: ember_scoring::lead::MessageKind::Qualified,
             at: chrono::Utc::now(),
             lead_id: "ld".into(),
             data: serde_json::Value::Null,

@@ -386,14 +386,52 @@ pub struct CrmFacts {
     pub reason: Option<String>,
 }
 
+/// What a domain message says happened: its `type` on the bus and in webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// The lead reached a stage that hands it to sales (`lead.qualified`).
+    #[serde(rename = "lead.qualified")]
+    Qualified,
+    /// Sales did not act on a handed-off lead within the stage's SLA (`lead.sla_breached`).
+    #[serde(rename = "lead.sla_breached")]
+    SlaBreached,
+    /// The lead moved from one stage to another (`lead.stage_changed`).
+    #[serde(rename = "lead.stage_changed")]
+    StageChanged,
+    /// The lead went back to nurturing: sent back by the CRM or by an SLA rule (`lead.recycled`).
+    #[serde(rename = "lead.recycled")]
+    Recycled,
+}
+
+impl MessageKind {
+    /// Every kind.
+    pub const ALL: [MessageKind; 4] = [MessageKind::Qualified, MessageKind::SlaBreached, MessageKind::StageChanged, MessageKind::Recycled];
+
+    /// The `type` as written on the bus and in webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Qualified => "lead.qualified",
+            MessageKind::SlaBreached => "lead.sla_breached",
+            MessageKind::StageChanged => "lead.stage_changed",
+            MessageKind::Recycled => "lead.recycled",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A domain message for the bus (and the webhooks that listen to it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Stable id (the webhook id), derived from the lead and what happened.
     pub id: String,
-    /// `lead.qualified`, `lead.sla_breached`, `lead.stage_changed`, `lead.recycled`…
+    /// What happened.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: MessageKind,
     /// When it happened.
     pub at: Time,
     /// Lead id.

@@ -107,7 +107,7 @@ mod tests {
 
     fn summary_message(engine: &Engine, lead: &Lead) -> Message {
         let data = engine.lead_summary(lead, json!({"stage": "sql", "reopened": false}));
-        Message { id: "ld_1.lead.qualified.sql.1".into(), kind: "lead.qualified".into(), at: lead.created_at, lead_id: lead.id.clone(), data }
+        Message { id: "ld_1.lead.qualified.sql.1".into(), kind: crate::lead::MessageKind::Qualified, at: lead.created_at, lead_id: lead.id.clone(), data }
     }
 
     #[test]
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn data_without_personal_fields_is_left_alone() {
-        let m = Message { id: "x".into(), kind: "lead.stage_changed".into(), at: chrono::Utc::now(), lead_id: "ld".into(), data: json!({"from": "lead", "to": "mql"}) };
+        let m = Message { id: "x".into(), kind: crate::lead::MessageKind::StageChanged, at: chrono::Utc::now(), lead_id: "ld".into(), data: json!({"from": "lead", "to": "mql"}) };
         assert_eq!(m.without_personal_data(), m);
         assert!(!m.without_personal_data().lacks_personal_data());
         let mut not_object = json!(["a"]);

@@ -17,14 +17,14 @@ use crate::ports::{
     BusError, DeadLetter, DeadLetters, DeliveryResult, FailedMessages, MessageHandler, Store, WebhookDelivery, WebhookSender,
 };
 use async_trait::async_trait;
-use ember_scoring::lead::Message;
+use ember_scoring::lead::{Message, MessageKind};
 use ember_scoring::model::Webhook;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Message types that go to the CRM.
-pub const HANDOFF_TYPES: &[&str] = &["lead.qualified", "lead.sla_breached", "lead.recycled"];
+pub const HANDOFF_TYPES: &[MessageKind] = &[MessageKind::Qualified, MessageKind::SlaBreached, MessageKind::Recycled];
 
 /// Time one message may take, all endpoints together: the handoff function's 120 s timeout
 /// less 20 s kept for the dead-letter writes and the invocation's own overhead.
@@ -135,7 +135,7 @@ impl Handoff {
                     id: message.id.clone(),
                     timestamp,
                     signature,
-                    kind: message.kind.clone(),
+                    kind: message.kind,
                     lead_id: message.lead_id.clone(),
                     body: body.clone(),
                 }
@@ -229,7 +229,7 @@ impl Handoff {
     /// Handles one message before `deadline`, all endpoints together. Every endpoint is tried;
     /// `Err` when some delivery failed and could not be dead-lettered.
     pub async fn handle_until(&self, message: &Message, deadline: Instant) -> Result<(), BusError> {
-        if !HANDOFF_TYPES.contains(&message.kind.as_str()) {
+        if !HANDOFF_TYPES.contains(&message.kind) {
             return Ok(());
         }
         let Some(message) = self.whole(message).await? else {
@@ -254,7 +254,7 @@ impl Handoff {
         let deadline = Instant::now() + budget;
         let mut report = ReplayReport::default();
         for failed in queue.lease(limit, budget + LEASE_MARGIN).await? {
-            let Some(message) = failed.message.as_ref().filter(|m| HANDOFF_TYPES.contains(&m.kind.as_str())) else {
+            let Some(message) = failed.message.as_ref().filter(|m| HANDOFF_TYPES.contains(&m.kind)) else {
                 report.skipped += 1;
                 continue;
             };
@@ -405,7 +405,7 @@ mod tests {
     }
 
     fn qualified() -> Message {
-        Message { id: "msg_1".into(), kind: "lead.qualified".into(), at: chrono::Utc::now(), lead_id: "ld".into(), data: json!({}) }
+        Message { id: "msg_1".into(), kind: ember_scoring::lead::MessageKind::Qualified, at: chrono::Utc::now(), lead_id: "ld".into(), data: json!({}) }
     }
 
     #[tokio::test]

@@ -389,8 +389,8 @@ pub struct WebhookDelivery {
     pub timestamp: i64,
     /// `webhook-signature` (`v1,<base64>`); empty when no secret is configured.
     pub signature: String,
-    /// Message type (`lead.qualified`…).
-    pub kind: String,
+    /// What the message says happened.
+    pub kind: ember_scoring::lead::MessageKind,
     /// Lead id.
     pub lead_id: String,
     /// JSON body, exactly as signed.

@@ -317,12 +317,12 @@ impl Engine {
     }
 
     /// Queues a message for the bus, with an id stable across retries.
-    pub(crate) fn publish(&self, lead: &mut Lead, kind: &str, at: Time, key: &str, data: serde_json::Value) {
-        let id = format!("{}.{}.{}.{}", lead.id, kind, key, at.timestamp_millis());
+    pub(crate) fn publish(&self, lead: &mut Lead, kind: crate::lead::MessageKind, at: Time, key: &str, data: serde_json::Value) {
+        let id = format!("{}.{}.{}.{}", lead.id, kind.as_str(), key, at.timestamp_millis());
         if lead.outbox.iter().any(|m| m.id == id) {
             return;
         }
-        lead.outbox.push(Message { id, kind: kind.to_string(), at, lead_id: lead.id.clone(), data });
+        lead.outbox.push(Message { id, kind, at, lead_id: lead.id.clone(), data });
     }
 }
 

@@ -99,7 +99,7 @@ impl Engine {
         lead.stage_history.push(StageEntry { stage: lead.stage.clone(), at, by: by.map(str::to_string) });
         out.push(Change::Stage { from: from.clone(), to: lead.stage.clone() });
         let to = lead.stage.clone();
-        self.publish(lead, "lead.stage_changed", at, &to, json!({"from": from, "to": to}));
+        self.publish(lead, crate::lead::MessageKind::StageChanged, at, &to, json!({"from": from, "to": to}));
         let Some(h) = &self.model.handoff else { return };
         if h.stages.contains(&j) {
             let reopened = lead.crm.recycled > 0 && lead.handoff.is_none();
@@ -114,7 +114,7 @@ impl Engine {
                 breached_at: None,
             });
             let data = self.lead_summary(lead, json!({"stage": to, "reopened": reopened}));
-            self.publish(lead, "lead.qualified", at, &to, data);
+            self.publish(lead, crate::lead::MessageKind::Qualified, at, &to, data);
         } else if h.stages.iter().max().is_some_and(|last| j > *last) {
             if let Some(hs) = &mut lead.handoff {
                 hs.sla_due_at = None;
@@ -163,7 +163,7 @@ impl Engine {
             h.breached_at = Some(now);
         }
         let data = self.lead_summary(lead, json!({"stage": stage, "sla_due_at": due}));
-        self.publish(lead, "lead.sla_breached", due, &stage, data);
+        self.publish(lead, crate::lead::MessageKind::SlaBreached, due, &stage, data);
         out
     }
 
@@ -217,7 +217,7 @@ impl Engine {
                     }
                 }
                 let data = self.lead_summary(lead, json!({}));
-                self.publish(lead, "lead.recycled", now, "recycle", data);
+                self.publish(lead, crate::lead::MessageKind::Recycled, now, "recycle", data);
                 self.refresh(lead, now, false);
                 return out;
             }
