@@ -25,7 +25,7 @@ pub mod personal;
 pub use engine::{Change, CrmAction, Due, Engine, Outcome, SendIntent, SendOutcome};
 pub use event::{Event, RawEvent};
 pub use lead::Lead;
-pub use model::{Model, ModelError, ModelErrors, Span};
+pub use model::{MemorySources, Model, ModelError, ModelErrors, ModelSources, NoSources, Span, Unreadable};
 
 /// A point in time (UTC). The domain never reads a clock: every function takes the time.
 pub type Time = chrono::DateTime<chrono::Utc>;
