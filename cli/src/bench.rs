@@ -9,7 +9,8 @@
 //! The figures are printed, never asserted: these shared machines are too noisy for timed tests.
 
 use anyhow::{Context, Result};
-use ember_scoring::{Engine, Event, Lead, Model, RawEvent, Time};
+use ember_scoring::{Engine, Event, Lead, RawEvent, Time};
+use ember_service::model_files;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,7 +84,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs both benchmarks and prints the figures.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    let model = Arc::new(Model::load(&args.model).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let model = Arc::new(model_files::load_model(&args.model).map_err(|e| anyhow::anyhow!("{e}"))?);
     let engine = Engine::new(model.clone());
     let start: Time = "2026-03-02T09:00:00Z".parse()?;
     let leads = args.leads.max(1);

@@ -8,6 +8,7 @@ use ember_analytics::backtest::{self, Figures};
 use ember_analytics::calibrate::{self, histories, History, Options, Table};
 use ember_analytics::rows::{self, Outcomes, Rejected};
 use ember_scoring::{Engine, Model};
+use ember_service::model_files;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ fn report_rejected(what: &Path, rejected: &[Rejected]) {
 }
 
 fn load_model(path: &Path) -> Result<Arc<Model>> {
-    Model::load(path).map(Arc::new).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", path.display()))
+    model_files::load_model(path).map(Arc::new).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", path.display()))
 }
 
 /// Replays the history through `engine` with a progress bar.
@@ -180,7 +181,7 @@ pub fn run_calibrate(args: CalibrateArgs) -> Result<bool> {
             let yaml = std::fs::read_to_string(base_path).with_context(|| format!("reading {}", base_path.display()))?;
             let dir = base_path.parent().map(Path::to_path_buf).unwrap_or_default();
             let name = out.display().to_string();
-            let load = |y: &str| Model::from_yaml_str(y, &name, Some(&dir)).map_err(|e| e.to_string());
+            let load = |y: &str| model_files::model_from_text(y, &name, Some(&dir)).map_err(|e| e.to_string());
             if !args.keep_scale {
                 let pb = ProgressBar::new_spinner();
                 pb.set_message("matching the base model's MQL volume");

@@ -4,7 +4,8 @@
 
 use crate::local::{http_webhooks, LocalOptions, LocalStack};
 use anyhow::{Context, Result};
-use ember_scoring::{Model, Span};
+use ember_scoring::Span;
+use ember_service::model_files;
 use ember_service::ports::{Clock, SystemClock};
 use ember_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -57,7 +58,7 @@ fn unsubscribe_secret(data: &Path) -> Result<Vec<u8>> {
 /// Runs until Ctrl-C.
 pub async fn run(args: DevArgs) -> Result<()> {
     crate::init_logs();
-    let model = match Model::load(&args.model) {
+    let model = match model_files::load_model(&args.model) {
         Ok(m) => m,
         Err(e) => anyhow::bail!("{}: the model is invalid:\n{e}", args.model.display()),
     };

@@ -19,8 +19,9 @@ use crate::local::{LocalOptions, LocalStack};
 use anyhow::{Context, Result};
 use ember_analytics::rows::{self, CsvLayout, Rejected};
 use ember_delivery::FileWebhookRecorder;
-use ember_scoring::{Model, RawEvent};
+use ember_scoring::RawEvent;
 use ember_service::IngestStatus;
+use ember_service::model_files;
 use ember_service::ports::{Store, SystemClock, WebhookSender};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,7 @@ impl Run {
 }
 
 async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
-    let model = Arc::new(Model::load(&common.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", common.model.display()))?);
+    let model = Arc::new(model_files::load_model(&common.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", common.model.display()))?);
     std::fs::create_dir_all(common.data.join("imports")).with_context(|| format!("creating {}", common.data.display()))?;
     let cp_path = checkpoint_path(&common.data, input);
     let previous = if common.restart { None } else { load_checkpoint(&cp_path)? };

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use ember_analytics::plan::{self, FunnelCounts, Plan};
 use ember_scoring::{Lead, Model};
+use ember_service::model_files;
 use ember_service::ports::Store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -120,7 +121,7 @@ pub async fn funnel_counts(store: &dyn Store, model: &Model, stages: &[String]) 
 }
 
 async fn observed(args: &PlanArgs) -> Result<bool> {
-    let model = Model::load(&args.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", args.model.display()))?;
+    let model = model_files::load_model(&args.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", args.model.display()))?;
     let db = args.data.join("ember.db");
     anyhow::ensure!(db.exists(), "no data in {} (run `ember dev` or `ember import` first, or give --data)", args.data.display());
     let store = ember_store_sqlite::SqliteStore::open(&db).context("opening the embedded store")?;

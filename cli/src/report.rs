@@ -4,6 +4,7 @@
 use crate::scenario_cmd::StoreKind;
 use anyhow::{Context, Result};
 use ember_service::ember_reports::{self as reports, Costs};
+use ember_service::model_files;
 use ember_service::ports::{Store, SystemClock};
 use ember_service::{ReportQuery, Reports};
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ pub struct ReportArgs {
 /// Prints the report.
 pub async fn run(args: ReportArgs) -> Result<()> {
     crate::init_logs_quiet();
-    let model = ember_scoring::Model::load(&args.model)
+    let model = model_files::load_model(&args.model)
         .map_err(|e| anyhow::anyhow!("{}: the model is invalid:\n{e}", args.model.display()))?;
     let costs: Costs = match &args.costs {
         Some(p) => {

@@ -2,6 +2,7 @@
 
 use crate::scenario::{self, Scenario};
 use anyhow::{Context, Result};
+use ember_service::model_files;
 use std::path::PathBuf;
 
 /// Options.
@@ -58,7 +59,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
 /// Runs one file on a fresh store.
 pub async fn run_file(file: &std::path::Path, store: StoreKind) -> Result<scenario::Report> {
     let sc = Scenario::load(file)?;
-    let model = ember_scoring::Model::load(&sc.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", sc.model.display()))?;
+    let model = model_files::load_model(&sc.model).map_err(|e| anyhow::anyhow!("{}: invalid model:\n{e}", sc.model.display()))?;
     let dir = tempfile::tempdir().context("creating a scratch folder")?;
     let model = std::sync::Arc::new(model);
     match store {

@@ -1,13 +1,13 @@
 //! `ember validate MODEL...`
 
-use ember_scoring::Model;
+use ember_service::model_files;
 use std::path::PathBuf;
 
 /// Validates each model; prints every error (and warning). Returns whether all are valid.
 pub fn run(models: &[PathBuf]) -> bool {
     let mut ok = true;
     for path in models {
-        match Model::load(path) {
+        match model_files::load_model(path) {
             Ok(m) => {
                 for w in &m.warnings {
                     eprintln!("warning: {w}");

@@ -11,8 +11,8 @@
 
 use anyhow::{Context, Result};
 use ember_delivery::{FileDeadLetters, HttpWebhookSender, RetryPolicy};
-use ember_scoring::Model;
 use ember_service::Handoff;
+use ember_service::model_files;
 use ember_service::ports::{DeadLetters, FailedMessages, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ pub async fn replay(args: ReplayArgs) -> Result<bool> {
             (Arc::new(FileDeadLetters::new(dir.join("dead-letters.jsonl"))), Arc::new(store), ember_aws::Settings::from_env())
         }
     };
-    let model = Model::load_with(&args.model, &|name| settings.get(name))
+    let model = model_files::load_model_with(&args.model, &|name| settings.get(name))
         .map_err(|e| anyhow::anyhow!("{}: the model is invalid:\n{e}", args.model.display()))?;
     let hooks = model.handoff.as_ref().map(|h| h.webhooks.clone()).unwrap_or_default();
     anyhow::ensure!(!hooks.is_empty(), "{}: the model has no handoff webhooks", args.model.display());

@@ -1,6 +1,7 @@
 //! `ember plan`, `ember simulate`, `ember calibrate`, `ember backtest` and `ember import` as a
 //! user runs them.
 
+use ember_service::model_files;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -214,7 +215,7 @@ fn backtest_replay_matches_the_ingest_service() {
 
     let history = ember::calibrate::load_history(&d.join("events.jsonl")).unwrap();
     assert!(history.rejected.is_empty());
-    let model = std::sync::Arc::new(ember_scoring::Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
+    let model = std::sync::Arc::new(model_files::load_model(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
     let engine = ember_scoring::Engine::new(model);
     let replayed = ember::calibrate::replay(&engine, &history, &Default::default());
     assert_eq!(replayed.len(), 60);

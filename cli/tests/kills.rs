@@ -24,6 +24,7 @@
 
 mod support;
 
+use ember_service::model_files;
 use ember_service::ports::Identity;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,7 +89,7 @@ fn workload(tag: &str, readers: usize, buyers: usize) -> Vec<Value> {
 async fn oracle(events: &[Value]) -> BTreeMap<String, Value> {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    let model = Arc::new(ember_scoring::Model::load(&root).expect("model"));
+    let model = Arc::new(model_files::load_model(&root).expect("model"));
     let h = ember::local::ScenarioHarness::embedded(model, dir.path(), chrono::Utc::now()).await.expect("harness");
     let mut scores = BTreeMap::new();
     for e in events {
@@ -219,7 +220,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
     dev.kill9();
     let later = chrono::Utc::now() + chrono::Duration::minutes(16);
     {
-        let model = Arc::new(ember_scoring::Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
+        let model = Arc::new(model_files::load_model(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
         let store = Arc::new(ember_store_sqlite::SqliteStore::open(&dev.data.join("ember.db")).expect("the same SQLite file"));
         let clock = Arc::new(ember_service::ports::ManualClock::at(later));
         let (webhooks, recorded) = ember::local::http_webhooks(&dev.data);

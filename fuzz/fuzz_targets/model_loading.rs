@@ -1,17 +1,15 @@
 //! The model loader: YAML text → a validated [`Model`] or named errors, never a panic.
-//! `${VAR}` references resolve to nothing and template file paths resolve inside an empty
-//! directory, so the target reads no environment and no file of the repository.
+//! The text is loaded with no sources: `${VAR}` references resolve to nothing and template file
+//! paths are unreadable, so the target reads no environment and no file.
 #![no_main]
 
 use ember_scoring::{Engine, Model};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, LazyLock};
-
-static EMPTY_DIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().expect("a temp dir"));
+use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match Model::from_yaml_str_with(text, "fuzz.yaml", Some(EMPTY_DIR.path()), &|_| None) {
+    match Model::from_yaml_str(text, "fuzz.yaml") {
         Ok(model) => {
             // A model that loads builds an engine and a first lead.
             let eng = Engine::new(Arc::new(model));

@@ -8,6 +8,7 @@ use ember::scenario::Harness;
 use ember_scoring::{Model, RawEvent, Time};
 use ember_service::ports::Identity;
 use ember_service::CrmFeedback;
+use ember_service::model_files;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ const COMPANY: &str = "Quintessential Widgets";
 
 fn model() -> Arc<Model> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(Model::load(&p).unwrap())
+    Arc::new(model_files::load_model(&p).unwrap())
 }
 
 fn start() -> Time {

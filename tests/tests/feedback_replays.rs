@@ -7,6 +7,7 @@
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
 use ember_scoring::{Model, RawEvent, Time};
+use ember_service::model_files;
 use ember_service::ports::{Identity, Store};
 use ember_service::{CrmFeedback, FeedbackOutcome};
 use serde_json::json;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 fn model() -> Arc<Model> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(Model::load(&p).unwrap())
+    Arc::new(model_files::load_model(&p).unwrap())
 }
 
 fn start() -> Time {

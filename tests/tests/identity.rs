@@ -14,6 +14,7 @@ use ember::scenario::Harness;
 use ember_scoring::{Lead, Model, RawEvent, Time};
 use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
 use ember_service::IngestStatus;
+use ember_service::model_files;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 fn model() -> Arc<Model> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(Model::load(&p).unwrap())
+    Arc::new(model_files::load_model(&p).unwrap())
 }
 
 fn start() -> Time {

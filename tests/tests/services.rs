@@ -4,6 +4,7 @@
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
 use ember_scoring::{Model, RawEvent, Time};
+use ember_service::model_files;
 use ember_service::ports::Identity;
 use ember_service::{CrmFeedback, IngestStatus};
 use serde_json::json;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 fn model(name: &str) -> Arc<Model> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    Arc::new(Model::load(&p).unwrap())
+    Arc::new(model_files::load_model(&p).unwrap())
 }
 
 fn start() -> Time {

@@ -19,13 +19,14 @@ use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
 use ember_scoring::{Engine, Lead, Model, RawEvent, Time};
 use ember_service::IngestStatus;
+use ember_service::model_files;
 use ember_service::ports::{Claim, Commit, Identity, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn model() -> Arc<Model> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(Model::load(&p).unwrap())
+    Arc::new(model_files::load_model(&p).unwrap())
 }
 
 fn raw(v: Value) -> RawEvent {

@@ -179,7 +179,7 @@ stages:
 
     #[test]
     fn precision_recall_lead_time_and_decay() {
-        let model = Arc::new(ember_scoring::Model::from_yaml_str(MODEL, "t.yaml", None).unwrap());
+        let model = Arc::new(ember_scoring::Model::from_yaml_str(MODEL, "t.yaml").unwrap());
         let engine = Engine::new(model);
         let mut events = vec![
             ev("demo_request", "a@x.example", 0), // MQL on day 0, buys day 4

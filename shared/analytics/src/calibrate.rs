@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn write_model_changes_only_points_and_caps() {
         let base = "name: t\nscores: { engagement: { min: 0, max: 100 }, fit: { min: -50, max: 50 } }\nrules:\n  - { id: a, on: page_view, points: { engagement: 10 }, cap: { points: 20, per: 1d } }\n  - { id: b, on: download, points: { engagement: 5 }, tags: [x] }\n  - { id: c, when: { country: FR }, points: { fit: 10 } }\nstages:\n  - { id: lead, when: { identified: true } }\n  - { id: mql, when: { engagement: { gte: 50 } } }\n";
-        let model = ember_scoring::Model::from_yaml_str(base, "t.yaml", None).unwrap();
+        let model = ember_scoring::Model::from_yaml_str(base, "t.yaml").unwrap();
         let row = |name: &str, points: Option<i64>| Row {
             name: name.into(), leads: 100, converted: 10, rate: 0.1, lift: 1.0, smoothed_lift: 1.0,
             points, unrounded: None, group: Some("engagement".into()), current: None,

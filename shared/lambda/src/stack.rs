@@ -5,8 +5,8 @@ use ember_aws::{EventBridgeBus, SesMailer, Settings, SettingsError, SqsDeadLette
 use ember_store_dynamodb::DynamoStore;
 use ember_delivery::{HttpWebhookSender, RetryPolicy};
 use std::time::Duration;
-use ember_scoring::Model;
 use ember_service::compose::ComposeSettings;
+use ember_service::model_files;
 use ember_service::ports::{Bus, BusError, DeadLetter, DeadLetters, SystemClock, WebhookDelivery};
 use ember_service::wiring::{wire, Adapters, Services, WiringError};
 use ember_service::{Ember, Handoff};
@@ -156,7 +156,7 @@ impl AwsStack {
 
     /// Builds the services over the AWS clients of `conf`.
     pub fn build(conf: &SdkConfig, cfg: &StackConfig, settings: Settings) -> Result<AwsStack, StackError> {
-        let model = Model::load_with(&cfg.model, &|name| settings.get(name))
+        let model = model_files::load_model_with(&cfg.model, &|name| settings.get(name))
             .map_err(|e| StackError::Model { path: cfg.model.display().to_string(), errors: e.to_string() })?;
         for w in &model.warnings {
             tracing::warn!(warning = %w, "model");

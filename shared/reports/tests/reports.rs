@@ -23,7 +23,7 @@ stages:
 "#;
 
 fn model() -> Arc<Model> {
-    Arc::new(Model::from_yaml_str(MODEL, "t.yaml", None).expect("model"))
+    Arc::new(Model::from_yaml_str(MODEL, "t.yaml").expect("model"))
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -190,7 +190,6 @@ campaigns:
       - wait: 7d
 "#,
             "t.yaml",
-            None,
         )
         .expect("model"),
     );

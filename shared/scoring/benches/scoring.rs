@@ -8,8 +8,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn bench(c: &mut Criterion) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/b2b-saas.yaml");
-    let engine = Engine::new(Arc::new(Model::load(std::path::Path::new(path)).expect("valid example model")));
+    let text = include_str!("../../../examples/b2b-saas.yaml");
+    let engine = Engine::new(Arc::new(Model::from_yaml_str(text, "b2b-saas.yaml").expect("valid example model")));
     let start: Time = "2026-03-02T09:00:00Z".parse().unwrap();
     let now = start + chrono::Duration::days(3650);
     let texts: Vec<String> = (0..1000)

@@ -86,12 +86,16 @@ mod tests {
     use std::sync::Arc;
 
     fn engine() -> Engine {
-        let path = format!("{}/../../examples/b2b-saas.yaml", env!("CARGO_MANIFEST_DIR"));
-        Engine::new(Arc::new(Model::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"))))
+        let text = include_str!("../../../examples/b2b-saas.yaml");
+        Engine::new(Arc::new(Model::from_yaml_str(text, "b2b-saas.yaml").unwrap_or_else(|e| panic!("{e}"))))
+    }
+
+    fn at() -> crate::Time {
+        "2026-03-02T09:00:00Z".parse().unwrap()
     }
 
     fn person(engine: &Engine) -> Lead {
-        let mut lead = Lead::new("ld_1", engine.model(), chrono::Utc::now());
+        let mut lead = Lead::new("ld_1", engine.model(), at());
         lead.email = Some("léna@café.example".into());
         lead.traits.insert("first_name".into(), json!("Léna"));
         lead.traits.insert("phone".into(), json!("+33 6 12 34 56 78"));
@@ -149,7 +153,7 @@ mod tests {
 
     #[test]
     fn data_without_personal_fields_is_left_alone() {
-        let m = Message { id: "x".into(), kind: crate::lead::MessageKind::StageChanged, at: chrono::Utc::now(), lead_id: "ld".into(), data: json!({"from": "lead", "to": "mql"}) };
+        let m = Message { id: "x".into(), kind: crate::lead::MessageKind::StageChanged, at: at(), lead_id: "ld".into(), data: json!({"from": "lead", "to": "mql"}) };
         assert_eq!(m.without_personal_data(), m);
         assert!(!m.without_personal_data().lacks_personal_data());
         let mut not_object = json!(["a"]);

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 fn engine() -> Engine {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/b2b-saas.yaml");
-    Engine::new(Arc::new(Model::load(std::path::Path::new(path)).expect("example model is valid")))
+    let text = include_str!("../../../examples/b2b-saas.yaml");
+    Engine::new(Arc::new(Model::from_yaml_str(text, "b2b-saas.yaml").expect("example model is valid")))
 }
 
 fn at(minutes: i64) -> Time {

@@ -8,8 +8,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn engine() -> Engine {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/b2b-saas.yaml");
-    Engine::new(Arc::new(Model::load(std::path::Path::new(path)).expect("example model is valid")))
+    let text = include_str!("../../../examples/b2b-saas.yaml");
+    Engine::new(Arc::new(Model::from_yaml_str(text, "b2b-saas.yaml").expect("example model is valid")))
 }
 
 fn start() -> Time {
@@ -250,7 +250,7 @@ rules:
     points: { engagement: 3, fit: 2 }
     cap: { points: 7, per: 2h }
 "#;
-    Engine::new(Arc::new(Model::from_yaml_str(yaml, "caps.yaml", None).expect("the caps model is valid")))
+    Engine::new(Arc::new(Model::from_yaml_str(yaml, "caps.yaml").expect("the caps model is valid")))
 }
 
 fn capped_event(n: usize, k: u8, at: Time) -> Event {
@@ -449,7 +449,7 @@ rules:
     points: { engagement: 1 }
     count: { at_least: 100, within: 1d }
 "#;
-    Engine::new(Arc::new(Model::from_yaml_str(yaml, "counts.yaml", None).expect("the counts model is valid")))
+    Engine::new(Arc::new(Model::from_yaml_str(yaml, "counts.yaml").expect("the counts model is valid")))
 }
 
 /// What happened to one matching event of a count rule, in arrival order.

@@ -190,7 +190,7 @@ templates:
     html: "<p>Hello {{{{first_name}}}}</p><p><a href=\"{{{{unsubscribe_url}}}}\">Unsubscribe</a></p>"
 {extra}"#
         );
-        Model::from_yaml_str(&yaml, "t.yaml", None).unwrap()
+        Model::from_yaml_str(&yaml, "t.yaml").unwrap()
     }
 
     fn settings() -> ComposeSettings {

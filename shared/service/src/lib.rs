@@ -38,6 +38,7 @@ mod identity_cache;
 mod ingest;
 mod jobs;
 pub mod logs;
+pub mod model_files;
 pub mod ports;
 mod reports;
 pub mod signing;

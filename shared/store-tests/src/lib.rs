@@ -1054,7 +1054,7 @@ campaigns:
 pub async fn reports_match_the_leads(store: Arc<dyn Store>) {
     use ember_service::ember_reports::{self as reports, facts};
     let s = store.as_ref();
-    let model = Arc::new(ember_scoring::Model::from_yaml_str(REPORT_MODEL, "reports.yaml", None).expect("model"));
+    let model = Arc::new(ember_scoring::Model::from_yaml_str(REPORT_MODEL, "reports.yaml").expect("model"));
     let engine = ember_scoring::Engine::new(model.clone());
     let ev = |id: &str, kind: &str, at: Time, extra: serde_json::Value| -> ember_scoring::Event {
         let mut raw = json!({"event_id": id, "type": kind, "occurred_at": at});

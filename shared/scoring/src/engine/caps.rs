@@ -227,7 +227,7 @@ rules:
     points: { engagement: 10 }
     cap: { points: 20, per: 1d }
 "#;
-        Engine::new(Arc::new(Model::from_yaml_str(yaml, "t.yaml", None).unwrap_or_else(|e| panic!("{e}"))))
+        Engine::new(Arc::new(Model::from_yaml_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"))))
     }
 
     fn t0() -> Time {

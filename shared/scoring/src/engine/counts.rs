@@ -207,7 +207,7 @@ rules:
     points: { engagement: 5 }
     count: { at_least: 3, within: 1d }
 "#;
-        Engine::new(Arc::new(Model::from_yaml_str(yaml, "t.yaml", None).unwrap_or_else(|e| panic!("{e}"))))
+        Engine::new(Arc::new(Model::from_yaml_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"))))
     }
 
     fn t0() -> Time {

@@ -1,13 +1,15 @@
 //! The model file: typed form of everything SPEC §2 allows, plus the loader that validates it.
 //!
-//! A [`Model`] is only ever built by [`Model::load`] / [`Model::from_yaml_str`], which report every
-//! mistake at once (see [`ModelErrors`]); nothing runs on an invalid model.
+//! A [`Model`] is only ever built by [`Model::from_yaml_str`] / [`Model::from_yaml_str_with`], which
+//! report every mistake at once (see [`ModelErrors`]); nothing runs on an invalid model. What the
+//! file names but does not hold (template files, `${VAR}` settings) comes from the caller's
+//! [`ModelSources`].
 
 mod duration;
 mod load;
 
 pub use duration::Span;
-pub use load::{ModelError, ModelErrors};
+pub use load::{MemorySources, ModelError, ModelErrors, ModelSources, NoSources, Unreadable};
 
 use crate::cond::{Cond, FieldMatch};
 use chrono::NaiveTime;

@@ -4,8 +4,9 @@
 use super::*;
 
 impl Ctx<'_> {
-    /// Replaces every `${VAR}` with the environment's value. An unset (or empty) variable is a
-    /// warning, not an error: the field is left `None` and deliveries are recorded, not sent.
+    /// Replaces every `${VAR}` with the value of that setting (the environment, or a function's
+    /// secret). An unset (or empty) variable is a warning, not an error: the field is left `None`
+    /// and deliveries are recorded, not sent.
     fn env(&mut self, raw: &str, path: &str) -> Option<String> {
         let mut out = String::new();
         let mut rest = raw.trim();
@@ -22,7 +23,7 @@ impl Ctx<'_> {
                 self.err(path, format!("`${{{var}}}` is not an environment variable reference (letters, digits and `_` only)"));
                 return None;
             }
-            match self.vars.and_then(|f| f(var)) {
+            match self.sources.and_then(|s| s.setting(var)) {
                 Some(v) if !v.is_empty() => out.push_str(&v),
                 _ => unset.push(var.to_string()),
             }
@@ -114,21 +115,22 @@ fn valid_whsec(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::tests::{ok, HEAD};
+    use super::super::tests::HEAD;
 
     #[test]
-    fn webhooks_read_the_environment() {
+    fn webhooks_read_their_settings() {
         let yaml = format!(
             r#"{HEAD}
 stages: [{{ id: mql, when: {{ engagement: {{ gte: 50 }} }} }}]
 handoff:
   stages: [mql]
   webhooks:
-    - {{ name: a, url: "https://crm.example/${{CARGO_PKG_NAME}}/in", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw }}
+    - {{ name: a, url: "https://crm.example/${{CRM_TENANT}}/in", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw }}
     - {{ name: b, url: "${{EMBER_TEST_SURELY_UNSET_1}}", secret: "${{EMBER_TEST_SURELY_UNSET_2}}" }}
 "#
         );
-        let m = ok(&yaml);
+        let sources = MemorySources { settings: [("CRM_TENANT".to_string(), "ember-scoring".to_string())].into(), ..MemorySources::default() };
+        let m = Model::from_yaml_str_with(&yaml, "t.yaml", &sources).unwrap_or_else(|e| panic!("{e}"));
         let hooks = &m.handoff.as_ref().unwrap().webhooks;
         assert_eq!(hooks[0].url.as_deref(), Some("https://crm.example/ember-scoring/in"));
         assert_eq!(hooks[0].secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));

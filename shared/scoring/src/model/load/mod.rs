@@ -2,15 +2,16 @@
 //! the path inside it (`rules[3].cap.per`) and what is wrong.
 //!
 //! One file per section of the model file (`scores.rs`, `rules.rs`, `campaigns.rs`…), `root.rs` for the
-//! top level and `conditions.rs` for the conditions they share; this one holds the entry points, the
-//! context that collects errors and warnings (sorted in file order) and the helpers every section uses.
+//! top level and `conditions.rs` for the conditions they share, `sources.rs` for what the file names
+//! but does not hold (template files, `${VAR}` settings), passed in by the caller; this one holds the
+//! entry points, the context that collects errors and warnings (sorted in file order) and the
+//! helpers every section uses.
 
 use super::*;
 use crate::cond::{Cond, Op, Scalar, Test};
 use serde_norway::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 mod campaigns;
 mod conditions;
@@ -21,8 +22,11 @@ mod lists;
 mod root;
 mod rules;
 mod scores;
+mod sources;
 mod stages;
 mod templates;
+
+pub use sources::{MemorySources, ModelSources, NoSources, Unreadable};
 
 /// One problem in a model file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,35 +59,15 @@ impl fmt::Display for ModelErrors {
 impl std::error::Error for ModelErrors {}
 
 impl Model {
-    /// Reads and validates a model file; template bodies given as file paths are read relative
-    /// to the model's folder.
-    pub fn load(path: &Path) -> Result<Model, ModelErrors> {
-        Model::load_with(path, &|var| std::env::var(var).ok())
+    /// Validates YAML text; `file` names it in messages. Nothing outside the text is read: a
+    /// template body given as a file path is reported unreadable and `${VAR}` references are unset
+    /// (use [`Model::from_yaml_str_with`] to supply them).
+    pub fn from_yaml_str(text: &str, file: &str) -> Result<Model, ModelErrors> {
+        Model::from_yaml_str_with(text, file, &NoSources)
     }
 
-    /// As [`Model::load`], with `${VAR}` references resolved by `vars` instead of the process
-    /// environment (a function reads them from its secret).
-    pub fn load_with(path: &Path, vars: &dyn Fn(&str) -> Option<String>) -> Result<Model, ModelErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ModelErrors(vec![ModelError { file: file.clone(), path: "(file)".into(), message: format!("cannot read: {e}") }])
-        })?;
-        Model::from_yaml_str_with(&text, &file, path.parent(), vars)
-    }
-
-    /// Validates YAML text; `file` names it in messages; `base_dir` resolves template paths;
-    /// `${VAR}` references come from the process environment.
-    pub fn from_yaml_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Model, ModelErrors> {
-        Model::from_yaml_str_with(text, file, base_dir, &|var| std::env::var(var).ok())
-    }
-
-    /// As [`Model::from_yaml_str`], with `${VAR}` references resolved by `vars`.
-    pub fn from_yaml_str_with(
-        text: &str,
-        file: &str,
-        base_dir: Option<&Path>,
-        vars: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Model, ModelErrors> {
+    /// As [`Model::from_yaml_str`], with template files and `${VAR}` settings answered by `sources`.
+    pub fn from_yaml_str_with(text: &str, file: &str, sources: &dyn ModelSources) -> Result<Model, ModelErrors> {
         let syntax = |e: serde_norway::Error| {
             let msg = e.to_string();
             let at = match e.location() {
@@ -95,7 +79,7 @@ impl Model {
         let mut root: Value = serde_norway::from_str(text).map_err(syntax)?;
         // `<<: *anchor` merge keys are a YAML 1.1 habit; resolve them rather than call them unknown.
         root.apply_merge().map_err(syntax)?;
-        let mut cx = Ctx { file: file.into(), base: base_dir.map(Path::to_path_buf), vars: Some(vars), ..Ctx::default() };
+        let mut cx = Ctx { file: file.into(), sources: Some(sources), ..Ctx::default() };
         let model = cx.model(&root);
         sort_in_file_order(&mut cx.errors, &root);
         sort_in_file_order(&mut cx.warnings, &root);
@@ -112,8 +96,7 @@ impl Model {
 #[derive(Default)]
 struct Ctx<'v> {
     file: String,
-    vars: Option<&'v dyn Fn(&str) -> Option<String>>,
-    base: Option<PathBuf>,
+    sources: Option<&'v dyn ModelSources>,
     errors: Vec<ModelError>,
     warnings: Vec<ModelError>,
     scores: Vec<String>,
@@ -377,20 +360,26 @@ fn position(root: &Value, path: &str) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    /// The example models, built into the test binary (no template of theirs names a file).
     pub(super) fn example(name: &str) -> Model {
-        let p = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
-        Model::load(Path::new(&p)).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+        let text = match name {
+            "b2b-saas.yaml" => include_str!("../../../../../examples/b2b-saas.yaml"),
+            "kitchen-shop.yaml" => include_str!("../../../../../examples/kitchen-shop.yaml"),
+            "saas-trial.yaml" => include_str!("../../../../../examples/saas-trial.yaml"),
+            other => panic!("no example {other}"),
+        };
+        Model::from_yaml_str(text, name).unwrap_or_else(|e| panic!("{name}:\n{e}"))
     }
 
     pub(super) fn errors(yaml: &str) -> Vec<ModelError> {
-        match Model::from_yaml_str(yaml, "t.yaml", None) {
+        match Model::from_yaml_str(yaml, "t.yaml") {
             Ok(_) => panic!("expected errors"),
             Err(e) => e.0,
         }
     }
 
     pub(super) fn ok(yaml: &str) -> Model {
-        Model::from_yaml_str(yaml, "t.yaml", None).unwrap_or_else(|e| panic!("{e}"))
+        Model::from_yaml_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `path: message` lines, for assertion messages.
@@ -498,7 +487,7 @@ campaigns:
       - if: { engagement: { gte: 5 } }
         then: advancd
 "#;
-        let errs = Model::from_yaml_str(yaml, "broken.yaml", None).unwrap_err().0;
+        let errs = Model::from_yaml_str(yaml, "broken.yaml").unwrap_err().0;
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -529,8 +518,6 @@ campaigns:
         assert_eq!(lines(&errors("")), ["(root): the file is empty: a model needs at least `name` and `scores`"]);
         assert_eq!(lines(&errors("[1, 2]"))[0], "(root): a model file is a map of keys (name, scores, rules…), found a list");
         assert_eq!(lines(&errors("timezone: UTC")), ["name: is missing", "scores: is missing: declare at least one score group, e.g. `engagement: { min: 0, max: 100 }`"]);
-        let missing = Model::load(Path::new("/nonexistent/ember/model.yaml")).unwrap_err().0;
-        assert_eq!(missing[0].path, "(file)");
     }
 
     #[test]
@@ -544,7 +531,7 @@ campaigns:
         let list: Vec<&str> = map.get("list").and_then(Value::as_sequence).unwrap().iter().filter_map(Value::as_str).collect();
         assert_eq!(list, ["off", "y", "n"]);
         // Syntax errors keep their line and column.
-        let e = Model::from_yaml_str("name: m\nscores: [a\n", "bad.yaml", None).unwrap_err().to_string();
+        let e = Model::from_yaml_str("name: m\nscores: [a\n", "bad.yaml").unwrap_err().to_string();
         assert!(e.contains("bad.yaml") && e.contains("line"), "{e}");
     }
 

@@ -1,5 +1,5 @@
-//! `templates`: email subjects and bodies; checks `subject` and `html` are there and reads a body
-//! given as a file path from the model's folder.
+//! `templates`: email subjects and bodies; checks `subject` and `html` are there and asks the
+//! model's sources for a body given as a file path.
 
 use super::*;
 
@@ -12,14 +12,10 @@ impl Ctx<'_> {
         if !looks_like_file {
             return raw;
         }
-        let file = match &self.base {
-            Some(b) => b.join(raw.trim()),
-            None => PathBuf::from(raw.trim()),
-        };
-        match std::fs::read_to_string(&file) {
+        match self.sources.unwrap_or(&NoSources).file(raw.trim()) {
             Ok(s) => s,
             Err(e) => {
-                self.err(path, format!("template file {} cannot be read: {e}", file.display()));
+                self.err(path, format!("template file {} cannot be read: {}", e.at, e.reason));
                 String::new()
             }
         }
@@ -66,27 +62,30 @@ mod tests {
     use super::super::tests::{lines, HEAD};
 
     #[test]
-    fn templates_read_files_next_to_the_model() {
-        let dir = std::env::temp_dir().join(format!("ember-load-test-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("emails")).unwrap();
-        std::fs::write(dir.join("emails/hello.html"), "<p>Hello {{first_name}}</p>").unwrap();
+    fn templates_read_the_files_they_name_from_the_sources() {
+        let sources = MemorySources {
+            files: [("emails/hello.html".to_string(), "<p>Hello {{first_name}}</p>".to_string())].into(),
+            ..MemorySources::default()
+        };
         let model = format!(
             r#"{HEAD}
 email: {{ from: "a@b.example" }}
 templates:
-  hello: {{ subject: Hi, html: emails/hello.html, text: "Hello {{{{first_name}}}}" }}
+  hello: {{ subject: Hi, html: " emails/hello.html ", text: "Hello {{{{first_name}}}}" }}
   gone: {{ subject: Bye, html: emails/missing.hbs }}
 "#
         );
-        std::fs::write(dir.join("model.yaml"), &model).unwrap();
-        let errs = Model::load(&dir.join("model.yaml")).unwrap_err().0;
-        assert_eq!(errs.len(), 1, "{:#?}", lines(&errs));
-        assert_eq!(errs[0].path, "templates.gone.html");
-        assert!(errs[0].message.contains("missing.hbs"), "{}", errs[0].message);
-        std::fs::write(dir.join("model.yaml"), model.replace("  gone: { subject: Bye, html: emails/missing.hbs }\n", "")).unwrap();
-        let m = Model::load(&dir.join("model.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let errs = Model::from_yaml_str_with(&model, "model.yaml", &sources).unwrap_err().0;
+        assert_eq!(lines(&errs), ["templates.gone.html: template file emails/missing.hbs cannot be read: no such file"]);
+        let model = model.replace("  gone: { subject: Bye, html: emails/missing.hbs }\n", "");
+        let m = Model::from_yaml_str_with(&model, "model.yaml", &sources).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.templates["hello"].html, "<p>Hello {{first_name}}</p>");
         assert_eq!(m.templates["hello"].text.as_deref(), Some("Hello {{first_name}}"));
-        let _ = std::fs::remove_dir_all(&dir);
+        // Given as text alone, a model has no files to read.
+        let errs = Model::from_yaml_str(&model, "model.yaml").unwrap_err().0;
+        assert_eq!(
+            lines(&errs),
+            ["templates.hello.html: template file emails/hello.html cannot be read: the model was given as text, with no folder to read files from"]
+        );
     }
 }
