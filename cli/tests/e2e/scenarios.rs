@@ -32,14 +32,14 @@ async fn run_dir(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_scenarios_pass_on_the_embedded_store() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let dir = ember_testing::root().join("tests/scenarios");
     let n = run_dir(&dir).await;
     assert!(n >= 7, "expected the shared acceptance scenarios in {}, found {n}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_scenarios_pass_on_the_embedded_store() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/scenarios");
+    let dir = ember_testing::root().join("../shared/scenarios");
     if !dir.exists() {
         // Outside the product workspace there is no shared folder; the repository copies ran above.
         eprintln!("{} not present: nothing more to run", dir.display());
