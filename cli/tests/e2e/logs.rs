@@ -1,5 +1,7 @@
 //! No PII in logs: every scenario runs with debug-level JSON logs, and every log line is
-//! scanned for the emails and names the scenarios use. Then `ember dev` gets the same
+//! scanned for the emails and names the scenarios use. That run, through `ember scenario run`
+//! as users run it, is the test suite's one run of the scenario files on the embedded store
+//! (`scripts/test` runs them on DynamoDB). Then `ember dev` gets the same
 //! treatment over HTTP (events, CRM feedback, erasure).
 
 use ember_testing::dev::{dev, free_port, Keys};
