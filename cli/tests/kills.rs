@@ -16,22 +16,25 @@
 //! lead and step), every step sent or marked `unknown`, every qualification delivered to the
 //! webhook log after the restart.
 //!
-//! Needs the feature (a build with the points compiled in):
+//! A test target of its own, not a module of `e2e`: it needs the feature (a build with the
+//! points compiled in), which the other end-to-end tests do not run under:
 //!
 //! ```text
 //! cargo test -p ember --features failpoints --test kills -- --nocapture
 //! ```
 
-mod support;
-
-use ember_service::model_files;
 use ember_service::ports::Identity;
+use ember_testing::dev::{Dev, RELIABILITY};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Dev, ADMIN_KEY, WRITE_KEY};
+
+/// The crash tests' `ember dev` (`ember_testing::dev::reliability`) of this build.
+async fn start(data: &Path, port: Option<u16>, env: &[(&str, &str)]) -> Dev {
+    ember_testing::dev::reliability(env!("CARGO_BIN_EXE_ember"), data, port, env).await
+}
 
 /// Posts one event until it is stored (`accepted` or `duplicate`), retrying connection errors
 /// and 5xx with the same event id; returns the number of requests made.
@@ -42,7 +45,7 @@ async fn post_until_stored(client: &reqwest::Client, base: &str, event: &Value) 
         requests += 1;
         let r = client
             .post(format!("{base}/v1/events"))
-            .bearer_auth(WRITE_KEY)
+            .bearer_auth(RELIABILITY.write)
             .header("content-type", "application/json")
             .body(event.to_string())
             .timeout(Duration::from_secs(5))
@@ -63,7 +66,7 @@ async fn post_until_stored(client: &reqwest::Client, base: &str, event: &Value) 
 }
 
 async fn get(base: &str, path: &str) -> Value {
-    let r = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(ADMIN_KEY).send().await.expect("ember dev answers");
+    let r = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(RELIABILITY.admin).send().await.expect("ember dev answers");
     r.json().await.unwrap_or(Value::Null)
 }
 
@@ -89,7 +92,7 @@ fn workload(tag: &str, readers: usize, buyers: usize) -> Vec<Value> {
 async fn oracle(events: &[Value]) -> BTreeMap<String, Value> {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    let model = Arc::new(model_files::load_model(&root).expect("model"));
+    let model = Arc::new(ember_service::model_files::load_model(&root).expect("model"));
     let h = ember::local::ScenarioHarness::embedded(model, dir.path(), chrono::Utc::now()).await.expect("harness");
     let mut scores = BTreeMap::new();
     for e in events {
@@ -220,7 +223,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
     dev.kill9();
     let later = chrono::Utc::now() + chrono::Duration::minutes(16);
     {
-        let model = Arc::new(model_files::load_model(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
+        let model = Arc::new(ember_service::model_files::load_model(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml")).unwrap());
         let store = Arc::new(ember_store_sqlite::SqliteStore::open(&dev.data.join("ember.db")).expect("the same SQLite file"));
         let clock = Arc::new(ember_service::ports::ManualClock::at(later));
         let (webhooks, recorded) = ember::local::http_webhooks(&dev.data);
@@ -241,7 +244,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
         let r = stack.ember.jobs.tick(later, &|| true).await;
         assert_eq!(r.failed, 0, "{r:?}");
     }
-    let restarted = Dev::start(&dev.data, Some(dev.port), &[]).await;
+    let restarted = start(&dev.data, Some(dev.port), &[]).await;
     let mut leads = BTreeMap::new();
     for email in emails {
         leads.insert(email.clone(), get(&restarted.base(), &format!("/v1/leads?email={email}")).await);
@@ -262,7 +265,7 @@ async fn crash_at(point: &str, actions: &str) -> Check {
     let events = workload(&tag, 6, 4);
     let want = oracle(&events).await;
     let armed = format!("{point}={actions}");
-    let mut dev = Dev::start(data.path(), None, &[("FAILPOINTS", armed.as_str())]).await;
+    let mut dev = start(data.path(), None, &[("FAILPOINTS", armed.as_str())]).await;
     let base = dev.base();
     let sender = {
         let events = events.clone();
@@ -278,7 +281,7 @@ async fn crash_at(point: &str, actions: &str) -> Check {
     dev.wait_killed(Duration::from_secs(30), point).await;
     let port = dev.port;
     drop(dev);
-    let dev = Dev::start(data.path(), Some(port), &[]).await;
+    let dev = start(data.path(), Some(port), &[]).await;
     let requests = sender.await.expect("sender");
     let mut dev = dev;
     let check = converge_and_check(&mut dev, &events, &want, Duration::from_secs(20)).await;
@@ -330,7 +333,7 @@ async fn kill_9_while_clients_send_loses_and_doubles_nothing() {
             "occurred_at": (at + chrono::Duration::seconds(i)).to_rfc3339(), "properties": {"path": path}}));
     }
     let want = oracle(&events).await;
-    let mut dev = Dev::start(data.path(), None, &[]).await;
+    let mut dev = start(data.path(), None, &[]).await;
     let (port, base) = (dev.port, dev.base());
     let mut clients = Vec::new();
     for c in 0..4 {
@@ -353,7 +356,7 @@ async fn kill_9_while_clients_send_loses_and_doubles_nothing() {
         dev.kill9();
         kills += 1;
         drop(dev);
-        dev = Dev::start(data.path(), Some(port), &[]).await;
+        dev = start(data.path(), Some(port), &[]).await;
     }
     let mut requests = 0;
     for c in clients {

@@ -3,8 +3,8 @@
 //! unsubscribe changes nothing; a `won` amount out of bounds is refused naming the field; and
 //! `ember webhooks replay` killed (`kill -9`) while it waits on a `Retry-After` loses no letter.
 
+use ember_testing::dev::{dev, free_port, Dev, Keys};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,25 +17,7 @@ const CRM_SECRET: &str = "whsec_cmVwbGF5cy10ZXN0LWNybS1zZWNyZXQ=";
 const UNSUBSCRIBE_SECRET: &str = "replays-test-unsubscribe-secret";
 const HOOK_SECRET: &str = "whsec_cmVwbGF5LXRlc3Qtc2VjcmV0LTEyMzQ1Njc4";
 
-struct Dev {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+const KEYS: Keys = Keys { write: WRITE_KEY, origin: None, admin: ADMIN_KEY, crm: Some(CRM_SECRET), unsubscribe: Some(UNSUBSCRIBE_SECRET) };
 
 async fn start(data: &Path) -> Dev {
     start_with(data, &[]).await
@@ -43,32 +25,9 @@ async fn start(data: &Path) -> Dev {
 
 /// `ember dev` on `data` with more environment (`CRM_WEBHOOK_URL`…).
 async fn start_with(data: &Path, env: &[(&str, &str)]) -> Dev {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .current_dir(root())
-        .env("RUST_LOG", "warn")
-        .env("EMBER_WRITE_KEYS", ember_http::auth::hash_entry(WRITE_KEY))
-        .env("EMBER_ADMIN_KEYS", ember_http::auth::hash_entry(ADMIN_KEY))
-        .env("EMBER_CRM_SECRET", CRM_SECRET)
-        .env("EMBER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
-        .env_remove("CRM_WEBHOOK_URL")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ember dev starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    while Instant::now() < deadline {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Dev { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("ember dev did not answer within 30 s");
+    let mut dev = dev(crate::EMBER, data, free_port()).keys(&KEYS);
+    dev.command().envs(env.iter().copied());
+    dev.start().await
 }
 
 async fn ingest(base: &str, event: Value) {
@@ -122,18 +81,18 @@ async fn crm_feedback_replayed_byte_for_byte_applies_once() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path()).await;
     let c = reqwest::Client::new();
-    let id = qualified_lead(&dev.base, "ines@corp.example").await;
-    let before = admin_get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let id = qualified_lead(&dev.base(), "ines@corp.example").await;
+    let before = admin_get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_ne!(before["stage"], "lead", "the demo request qualified the lead: {before}");
 
     // The same signed request twice: applied, then answered as a duplicate.
     let body = json!({"lead_id": id, "action": "recycled", "reason": "not now"}).to_string();
     let now = chrono::Utc::now().timestamp();
-    let (s, first) = send(crm_request(&c, &dev.base, "msg_recycle_1", now, &body)).await;
+    let (s, first) = send(crm_request(&c, &dev.base(), "msg_recycle_1", now, &body)).await;
     assert_eq!(s, 200, "{first}");
-    let (s, second) = send(crm_request(&c, &dev.base, "msg_recycle_1", now, &body)).await;
+    let (s, second) = send(crm_request(&c, &dev.base(), "msg_recycle_1", now, &body)).await;
     assert_eq!(s, 200, "{second}");
-    assert_eq!(timeline_count(&dev.base, &id, "ember.crm.recycled").await, 1, "recycled once");
+    assert_eq!(timeline_count(&dev.base(), &id, "ember.crm.recycled").await, 1, "recycled once");
     assert_eq!(first["feedback"], "applied", "{first}");
     assert_eq!(second["feedback"], "duplicate", "{second}");
 
@@ -142,7 +101,7 @@ async fn crm_feedback_replayed_byte_for_byte_applies_once() {
     let now = chrono::Utc::now().timestamp();
     let mut tasks = Vec::new();
     for _ in 0..10 {
-        let (c, base, body) = (c.clone(), dev.base.clone(), body.clone());
+        let (c, base, body) = (c.clone(), dev.base().clone(), body.clone());
         tasks.push(tokio::spawn(async move { send(crm_request(&c, &base, "msg_reject_1", now, &body)).await }));
     }
     let mut outcomes = Vec::new();
@@ -151,11 +110,11 @@ async fn crm_feedback_replayed_byte_for_byte_applies_once() {
         assert_eq!(s, 200, "{v}");
         outcomes.push(v["feedback"].as_str().unwrap_or("?").to_string());
     }
-    assert_eq!(timeline_count(&dev.base, &id, "ember.crm.rejected").await, 1, "rejected once");
+    assert_eq!(timeline_count(&dev.base(), &id, "ember.crm.rejected").await, 1, "rejected once");
     outcomes.sort();
     assert_eq!(outcomes.iter().filter(|o| *o == "applied").count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| *o == "duplicate").count(), 9, "{outcomes:?}");
-    assert_eq!(timeline_count(&dev.base, &id, "ember.crm.recycled").await, 1, "the first feedback is still applied once");
+    assert_eq!(timeline_count(&dev.base(), &id, "ember.crm.recycled").await, 1, "the first feedback is still applied once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,18 +122,18 @@ async fn crm_feedback_amounts_are_bounded_and_the_error_names_the_field() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path()).await;
     let c = reqwest::Client::new();
-    let id = qualified_lead(&dev.base, "bob@corp.example").await;
+    let id = qualified_lead(&dev.base(), "bob@corp.example").await;
     let now = chrono::Utc::now().timestamp();
     for (n, amount) in ["-1e308", "-0.01", "1e300", "1000000000000.5"].iter().enumerate() {
         let body = format!(r#"{{"lead_id": "{id}", "action": "won", "amount": {amount}}}"#);
-        let (s, v) = send(crm_request(&c, &dev.base, &format!("msg_amount_{n}"), now, &body)).await;
+        let (s, v) = send(crm_request(&c, &dev.base(), &format!("msg_amount_{n}"), now, &body)).await;
         assert_eq!(s, 400, "amount {amount}: {v}");
         assert!(v["error"]["message"].as_str().unwrap_or("").contains("`amount`"), "the error names the field: {v}");
     }
-    let lead = admin_get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let lead = admin_get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_ne!(lead["stage"], "customer", "no refused feedback was applied: {lead}");
     let body = json!({"lead_id": id, "action": "won", "amount": 12500.5}).to_string();
-    let (s, v) = send(crm_request(&c, &dev.base, "msg_amount_ok", now, &body)).await;
+    let (s, v) = send(crm_request(&c, &dev.base(), "msg_amount_ok", now, &body)).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["stage"], "customer", "{v}");
 }
@@ -184,15 +143,15 @@ async fn repeated_one_click_unsubscribes_change_nothing() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path()).await;
     let c = reqwest::Client::new();
-    let id = qualified_lead(&dev.base, "carol@corp.example").await;
+    let id = qualified_lead(&dev.base(), "carol@corp.example").await;
     let token = ember_service::signing::unsubscribe_token(UNSUBSCRIBE_SECRET.as_bytes(), &id);
-    let url = format!("{}/v1/unsubscribe?token={token}", dev.base);
+    let url = format!("{}/v1/unsubscribe?token={token}", dev.base());
     let one_click = || c.post(&url).header("content-type", "application/x-www-form-urlencoded").body("List-Unsubscribe=One-Click");
     let (s, _) = send(one_click()).await;
     assert_eq!(s, 200);
-    let after_first = admin_get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let after_first = admin_get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_eq!(after_first["subscribed"], false, "{after_first}");
-    assert_eq!(timeline_count(&dev.base, &id, "unsubscribe").await, 1);
+    assert_eq!(timeline_count(&dev.base(), &id, "unsubscribe").await, 1);
     // Again by POST (a mail client retrying), by the page's GET, and five at once.
     let (s, _) = send(one_click()).await;
     assert_eq!(s, 200);
@@ -206,9 +165,9 @@ async fn repeated_one_click_unsubscribes_change_nothing() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let after = admin_get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let after = admin_get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_eq!(after["scores"], after_first["scores"], "a repeated unsubscribe takes no points");
-    assert_eq!(timeline_count(&dev.base, &id, "unsubscribe").await, 1, "and adds no timeline entry");
+    assert_eq!(timeline_count(&dev.base(), &id, "unsubscribe").await, 1, "and adds no timeline entry");
 }
 
 /// A webhook receiver on loopback answering `status` (with `Retry-After` when given); keeps
@@ -252,10 +211,9 @@ fn letters(dir: &Path, ids: &[&str]) {
 }
 
 fn replay_command(dir: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
+    let mut cmd = crate::ember();
     cmd.args(["webhooks", "replay", "--model", "examples/b2b-saas.yaml", "--data"])
         .arg(dir)
-        .current_dir(root())
         .env("CRM_WEBHOOK_URL", url)
         .env("CRM_WEBHOOK_SECRET", HOOK_SECRET)
         .env_remove("EMBER_DLQ_URL")
@@ -366,7 +324,7 @@ async fn dead_letters_hold_no_personal_data_and_a_replay_restores_it_from_the_le
     let (down, tried) = recording_receiver(503).await;
     let dev = start_with(&data, &[("CRM_WEBHOOK_URL", &down), ("CRM_WEBHOOK_SECRET", HOOK_SECRET)]).await;
     let email = "ines.personal@bigcorp.example";
-    let lead_id = qualified_lead(&dev.base, email).await;
+    let lead_id = qualified_lead(&dev.base(), email).await;
     let file = data.join("dead-letters.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&lead_id)) {

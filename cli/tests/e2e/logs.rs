@@ -1,14 +1,13 @@
 //! No PII in logs: every scenario runs with debug-level JSON logs, and every log line is
-//! scanned for the emails and names the scenarios use. Then `ember dev` gets the same
+//! scanned for the emails and names the scenarios use. That run, through `ember scenario run`
+//! as users run it, is the test suite's one run of the scenario files on the embedded store
+//! (`scripts/test` runs them on DynamoDB). Then `ember dev` gets the same
 //! treatment over HTTP (events, CRM feedback, erasure).
 
+use ember_testing::dev::{dev, free_port, Keys};
+use ember_testing::root;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::path::PathBuf;
 
 fn scenario_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -84,10 +83,9 @@ fn scenario_logs_hold_no_email_or_name() {
     needles.sort();
     needles.dedup();
     assert!(needles.len() >= 10, "the scenarios use emails and names: {needles:?}");
-    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+    let out = crate::ember()
         .args(["scenario", "run"])
         .args(&files)
-        .current_dir(root())
         .env("RUST_LOG", "debug")
         .env("EMBER_LOG_FORMAT", "json")
         .output()
@@ -99,30 +97,19 @@ fn scenario_logs_hold_no_email_or_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_server_logs_hold_no_email_or_name() {
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let logs = data.path().join("dev.log");
     let write = "ek_w_log-test-write-key";
     let admin = "ek_a_log-test-admin-key";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--tick-every", "1s", "--data"])
-        .arg(data.path().join("data"))
-        .current_dir(root())
+    let keys = Keys { write, origin: None, admin, crm: None, unsubscribe: None };
+    let mut dev = dev(crate::EMBER, &data.path().join("data"), free_port()).keys(&keys);
+    dev.command()
+        .args(["--tick-every", "1s"])
         .env("RUST_LOG", "debug")
         .env("EMBER_LOG_FORMAT", "json")
-        .env("EMBER_WRITE_KEYS", ember_http::auth::hash_entry(write))
-        .env("EMBER_ADMIN_KEYS", ember_http::auth::hash_entry(admin))
-        .env_remove("CRM_WEBHOOK_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&logs).unwrap())
-        .spawn()
-        .expect("ember dev starts");
-    let base = format!("http://127.0.0.1:{port}");
+        .stderr(std::fs::File::create(&logs).unwrap());
+    let mut dev = dev.start().await;
+    let base = dev.base();
     let c = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while c.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "ember dev did not answer");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let people = [("Octavia", "Brightwater", "octavia.brightwater@logtest.example"), ("Mortimer", "Quill", "m.quill@logtest.example")];
     for (i, (first, last, email)) in people.iter().enumerate() {
         let batch = json!({"batch": [
@@ -141,8 +128,7 @@ async fn dev_server_logs_hold_no_email_or_name() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // scheduled jobs run (drip, SLA)
     let r = c.delete(format!("{base}/v1/leads/{id}")).bearer_auth(admin).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
+    dev.kill9();
     let mut needles = Vec::new();
     for (first, last, email) in people {
         needles.extend([first.to_lowercase(), last.to_lowercase(), email.to_string(), email.split('@').next().unwrap().to_string() + "@"]);

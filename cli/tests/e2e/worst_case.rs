@@ -12,25 +12,20 @@
 //! the request is applied, none lost.
 //!
 //! ```text
-//! EMBER_MOTO_ENDPOINT=$(scripts/moto) cargo test -p ember-e2e --test worst_case -- --include-ignored --nocapture
+//! EMBER_MOTO_ENDPOINT=$(scripts/moto) cargo test -p ember --test e2e -- worst_case:: --include-ignored --nocapture
 //! ```
 
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
-use ember_scoring::{Engine, Lead, Model, RawEvent, Time};
+use ember_scoring::{Engine, Lead, Model, Time};
+use ember_testing::service::{example_model, raw};
 use ember_service::IngestStatus;
-use ember_service::model_files;
 use ember_service::ports::{Claim, Commit, Identity, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn model() -> Arc<Model> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(model_files::load_model(&p).unwrap())
-}
-
-fn raw(v: Value) -> RawEvent {
-    serde_json::from_value(v).unwrap()
+    example_model("b2b-saas.yaml")
 }
 
 const EMAIL: &str = "heavy@worst-case.example";
@@ -73,7 +68,7 @@ fn heaviest(model: &Arc<Model>, start: Time, now: Time) -> Lead {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn a_write_key_cannot_make_a_lead_unstorable_and_the_worst_request_cost_is_printed() {
-    let (client, table) = ember_e2e::moto_table("ember-worst").await;
+    let (client, table) = ember_testing::moto_table("ember-worst").await;
     let store = ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone());
     let start: Time = "2026-03-02T09:00:00Z".parse().unwrap();
     // The clock sits after every hit, so each one is on time or late, never in the future.

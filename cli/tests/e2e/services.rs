@@ -3,24 +3,15 @@
 
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
-use ember_scoring::{Model, RawEvent, Time};
-use ember_service::model_files;
+use ember_scoring::Model;
+use ember_testing::service::{example_model, raw, start};
 use ember_service::ports::Identity;
 use ember_service::{CrmFeedback, IngestStatus};
 use serde_json::json;
 use std::sync::Arc;
 
 fn model(name: &str) -> Arc<Model> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    Arc::new(model_files::load_model(&p).unwrap())
-}
-
-fn start() -> Time {
-    "2026-03-02T09:00:00Z".parse().unwrap()
-}
-
-fn raw(v: serde_json::Value) -> RawEvent {
-    serde_json::from_value(v).unwrap()
+    example_model(name)
 }
 
 async fn harness(dir: &std::path::Path, m: &str) -> ScenarioHarness {

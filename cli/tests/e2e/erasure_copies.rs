@@ -4,9 +4,9 @@
 //! API of a real `ember dev`; afterwards no file under the data folder holds the person's
 //! email, name or lead id.
 
+use ember_testing::dev::{dev, Dev, Keys};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WRITE_KEY: &str = "ek_w_erasure-copies-test-write-key";
@@ -20,19 +20,12 @@ const LAST: &str = "Vandermeer";
 const COMPANY: &str = "Vandermeer Looms";
 const KEPT: &str = "kept.person@keep-copies.example";
 
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const KEYS: Keys = Keys { write: WRITE_KEY, origin: None, admin: ADMIN_KEY, crm: None, unsubscribe: Some("erasure-copies-test-secret") };
 
 /// The example model, with two CRM webhooks: one without a URL (recorded) and one whose
 /// endpoint refuses every delivery for good (dead-lettered at once).
 fn model(dir: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = ember_testing::root();
     let text = std::fs::read_to_string(root.join("examples/b2b-saas.yaml")).unwrap();
     let hooks = "  webhooks:\n    - name: crm\n      url: ${CRM_WEBHOOK_URL}\n      secret: ${CRM_WEBHOOK_SECRET}\n";
     assert!(text.contains(hooks), "the example's webhooks are where this test expects them");
@@ -54,30 +47,13 @@ async fn refusing_receiver() -> tokio::task::JoinHandle<()> {
 }
 
 async fn start(data: &Path, model: &Path) -> Dev {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let child = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["dev", "--tick-every", "1s", "--listen", &format!("127.0.0.1:{DEV_PORT}"), "--model"])
+    let mut dev = dev(crate::EMBER, data, DEV_PORT).keys(&KEYS);
+    dev.command()
+        .args(["--tick-every", "1s", "--model"])
         .arg(model)
-        .arg("--data")
-        .arg(data)
-        .current_dir(&root)
-        .env("RUST_LOG", "warn")
-        .env("EMBER_WRITE_KEYS", ember_http::auth::hash_entry(WRITE_KEY))
-        .env("EMBER_ADMIN_KEYS", ember_http::auth::hash_entry(ADMIN_KEY))
-        .env("EMBER_UNSUBSCRIBE_SECRET", "erasure-copies-test-secret")
         .env_remove("ERASURE_COPIES_UNSET_URL")
-        .env_remove("CRM_WEBHOOK_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ember dev starts");
-    let dev = Dev(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{DEV_PORT}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "ember dev did not answer within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    dev
+        .env_remove("CRM_WEBHOOK_SECRET");
+    dev.start().await
 }
 
 async fn ingest(event: Value) {

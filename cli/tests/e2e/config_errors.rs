@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A hash of 64 bytes whose `é` (two bytes) falls where a byte-slicing parser would cut it.
@@ -20,16 +20,9 @@ struct Outcome {
 /// Runs `ember dev` on `data` with `envs` until it exits (killed after 20 s: a server that
 /// starts on a bad configuration fails the test).
 fn run_dev(data: &Path, port: u16, envs: &[(&str, String)]) -> Outcome {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
-    cmd.args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .current_dir(&root)
-        .env("RUST_LOG", "info")
+    let mut cmd = ember_testing::dev::dev(crate::EMBER, data, port).into_command();
+    cmd.env("RUST_LOG", "info")
         .env("EMBER_UNSUBSCRIBE_SECRET", "config-errors-test-secret")
-        .env_remove("EMBER_WRITE_KEYS")
-        .env_remove("EMBER_ADMIN_KEYS")
-        .env_remove("EMBER_CRM_SECRET")
         .env_remove("RUST_BACKTRACE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -6,20 +6,19 @@
 //! 500 ms), and fails on any error or when memory grows by more than the bound after warm-up.
 //!
 //! ```text
-//! cargo test -p ember --test soak -- --include-ignored --nocapture   # 60 s, 16 clients
-//! scripts/soak --seconds 600 --clients 32 [--release]       # a longer run
+//! cargo test -p ember --test e2e -- soak:: --include-ignored --nocapture   # 60 s, 16 clients
+//! scripts/soak --seconds 600 --clients 32 [--release]             # a longer run
 //! ```
 //!
 //! Variables: `EMBER_SOAK_SECONDS` (60), `EMBER_SOAK_CLIENTS` (16), `EMBER_SOAK_RSS_GROWTH_MIB`
 //! (the bound, 32), `EMBER_SOAK_LEADS` (pool size, 500).
 
-mod support;
 
+use ember_testing::dev::{rss_kib, RELIABILITY};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{rss_kib, Dev, WRITE_KEY};
 
 fn var(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -43,7 +42,7 @@ async fn soak_under_concurrent_clients_has_no_errors_and_flat_memory() {
     let bound_mib = var("EMBER_SOAK_RSS_GROWTH_MIB", 32);
     let pool = var("EMBER_SOAK_LEADS", 500);
     let data = tempfile::tempdir().unwrap();
-    let dev = Dev::start(data.path(), None, &[]).await;
+    let dev = ember_testing::dev::reliability(crate::EMBER, data.path(), None, &[]).await;
     let pid = dev.pid();
     let base = dev.base();
     let started = Instant::now();
@@ -88,7 +87,7 @@ async fn soak_under_concurrent_clients_has_no_errors_and_flat_memory() {
                 let t = Instant::now();
                 let r = client
                     .post(format!("{base}/v1/events"))
-                    .bearer_auth(WRITE_KEY)
+                    .bearer_auth(RELIABILITY.write)
                     .header("content-type", "application/json")
                     .body(event.to_string())
                     .send()

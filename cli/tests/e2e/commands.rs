@@ -1,13 +1,7 @@
 //! `ember validate` and `ember scenario run` as a user runs them.
 
+use crate::ember;
 use std::path::Path;
-use std::process::Command;
-
-fn ember() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"));
-    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-    c
-}
 
 #[test]
 fn validate_reports_every_mistake_with_its_path() {

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn ember() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"));
-    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let mut c = crate::ember();
     c.env_remove("EMBER_DATA").env_remove("EMBER_MODEL").env_remove("RUST_LOG");
     c
 }

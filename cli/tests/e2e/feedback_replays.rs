@@ -6,24 +6,15 @@
 
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
-use ember_scoring::{Model, RawEvent, Time};
-use ember_service::model_files;
+use ember_scoring::Model;
+use ember_testing::service::{example_model, raw, start};
 use ember_service::ports::{Identity, Store};
 use ember_service::{CrmFeedback, FeedbackOutcome};
 use serde_json::json;
 use std::sync::Arc;
 
 fn model() -> Arc<Model> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(model_files::load_model(&p).unwrap())
-}
-
-fn start() -> Time {
-    "2026-03-02T09:00:00Z".parse().unwrap()
-}
-
-fn raw(v: serde_json::Value) -> RawEvent {
-    serde_json::from_value(v).unwrap()
+    example_model("b2b-saas.yaml")
 }
 
 fn feedback(action: &str) -> CrmFeedback {
@@ -89,7 +80,7 @@ async fn crm_feedback_replays_apply_once_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn crm_feedback_replays_apply_once_on_dynamodb() {
-    let (client, table) = ember_e2e::moto_table("ember-feedback").await;
+    let (client, table) = ember_testing::moto_table("ember-feedback").await;
     let store: Arc<dyn Store> = Arc::new(ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = Arc::new(ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap());

@@ -11,26 +11,17 @@
 use async_trait::async_trait;
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
-use ember_scoring::{Lead, Model, RawEvent, Time};
+use ember_scoring::{Lead, Model, Time};
+use ember_testing::service::{example_model, raw, start};
 use ember_service::ports::{Commit, DueKind, DuePage, Identity, LeadRecord, Store, StoreError, StoredEvent, Tally};
 use ember_service::IngestStatus;
-use ember_service::model_files;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 fn model() -> Arc<Model> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(model_files::load_model(&p).unwrap())
-}
-
-fn start() -> Time {
-    "2026-03-02T09:00:00Z".parse().unwrap()
-}
-
-fn raw(v: serde_json::Value) -> RawEvent {
-    serde_json::from_value(v).unwrap()
+    example_model("b2b-saas.yaml")
 }
 
 fn accepted(s: IngestStatus) -> String {
@@ -49,7 +40,7 @@ fn sqlite(dir: &std::path::Path) -> Open {
 }
 
 async fn moto() -> (Open, String, aws_sdk_dynamodb::Client) {
-    let (client, table) = ember_e2e::moto_table("ember-identity").await;
+    let (client, table) = ember_testing::moto_table("ember-identity").await;
     let (c, t) = (client.clone(), table.clone());
     (Arc::new(move || Arc::new(ember_store_dynamodb::DynamoStore::new(c.clone(), t.clone())) as Arc<dyn Store>), table, client)
 }

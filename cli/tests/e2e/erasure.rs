@@ -5,10 +5,10 @@
 
 use ember::local::ScenarioHarness;
 use ember::scenario::Harness;
-use ember_scoring::{Model, RawEvent, Time};
+use ember_scoring::Model;
+use ember_testing::service::{example_model, raw, start};
 use ember_service::ports::Identity;
 use ember_service::CrmFeedback;
-use ember_service::model_files;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -18,16 +18,7 @@ const LAST: &str = "Quintessa";
 const COMPANY: &str = "Quintessential Widgets";
 
 fn model() -> Arc<Model> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/b2b-saas.yaml");
-    Arc::new(model_files::load_model(&p).unwrap())
-}
-
-fn start() -> Time {
-    "2026-03-02T09:00:00Z".parse().unwrap()
-}
-
-fn raw(v: serde_json::Value) -> RawEvent {
-    serde_json::from_value(v).unwrap()
+    example_model("b2b-saas.yaml")
 }
 
 /// A full life: a newsletter sign-up, anonymous browsing, a form fill that merges it, a demo request (handoff),
@@ -98,7 +89,7 @@ async fn erasure_leaves_no_trace_in_the_embedded_database_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs moto: run through scripts/test, or set EMBER_MOTO_ENDPOINT=$(scripts/moto)"]
 async fn erasure_leaves_no_item_with_the_person_in_dynamodb() {
-    let (client, table) = ember_e2e::moto_table("ember-erasure").await;
+    let (client, table) = ember_testing::moto_table("ember-erasure").await;
     let store = Arc::new(ember_store_dynamodb::DynamoStore::new(client.clone(), table.clone()));
     let dir = tempfile::tempdir().unwrap();
     let h = ScenarioHarness::with_store(model(), store, dir.path(), start()).unwrap();

@@ -3,10 +3,10 @@
 //! keys, foreign origins and oversized requests are refused; CRM feedback must be signed;
 //! unsubscribe links work; erasure removes the lead.
 
+use ember_testing::dev::{dev, free_port, get_json, post_events, Dev, Keys};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Keys of the test server (configured as hashes, like in production).
@@ -16,67 +16,18 @@ const CRM_SECRET: &str = "whsec_ZGV2LXNlcnZlci10ZXN0LWNybS1zZWNyZXQ=";
 const UNSUBSCRIBE_SECRET: &str = "dev-server-test-unsubscribe-secret";
 const SITE: &str = "https://www.example.com";
 
-struct Dev {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+const KEYS: Keys = Keys { write: WRITE_KEY, origin: Some(SITE), admin: ADMIN_KEY, crm: Some(CRM_SECRET), unsubscribe: Some(UNSUBSCRIBE_SECRET) };
 
 async fn start(data: &Path, port: u16) -> Dev {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let child = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .current_dir(&root)
-        .env("RUST_LOG", "warn")
-        .env("EMBER_WRITE_KEYS", format!("{}@{SITE}", ember_http::auth::hash_entry(WRITE_KEY)))
-        .env("EMBER_ADMIN_KEYS", ember_http::auth::hash_entry(ADMIN_KEY))
-        .env("EMBER_CRM_SECRET", CRM_SECRET)
-        .env("EMBER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
-        .env_remove("CRM_WEBHOOK_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ember dev starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    while Instant::now() < deadline {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Dev { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("ember dev did not answer within 30 s");
+    dev(crate::EMBER, data, port).keys(&KEYS).start().await
 }
 
 async fn post(base: &str, body: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/events"))
-        .bearer_auth(WRITE_KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    post_events(base, WRITE_KEY, body).await
 }
 
 async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::Client::new().get(url).bearer_auth(ADMIN_KEY).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    get_json(url, ADMIN_KEY).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,16 +42,16 @@ async fn dev_server_scores_and_keeps_leads_across_restarts() {
             "properties": {"form_id": "contact-us"},
             "traits": {"first_name": "Claire", "job_title": "Head of Marketing", "company_size": 6000, "industry": "software", "country": "FR"}
         });
-        let (status, body) = post(&dev.base, &event.to_string()).await;
+        let (status, body) = post(&dev.base(), &event.to_string()).await;
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["accepted"], 1);
         // The same event id again is a duplicate, not a second scoring.
-        let (_, body) = post(&dev.base, &event.to_string()).await;
+        let (_, body) = post(&dev.base(), &event.to_string()).await;
         assert_eq!(body["duplicate"], 1, "{body}");
-        let (_, body) = post(&dev.base, &json!({"event_id": "evt-2", "type": "download", "email": "claire@bigbank.example",
+        let (_, body) = post(&dev.base(), &json!({"event_id": "evt-2", "type": "download", "email": "claire@bigbank.example",
             "properties": {"content_id": "roi-calculator"}}).to_string()).await;
         assert_eq!(body["accepted"], 1);
-        let (status, lead) = get(&format!("{}/v1/leads?email=claire@bigbank.example", dev.base)).await;
+        let (status, lead) = get(&format!("{}/v1/leads?email=claire@bigbank.example", dev.base())).await;
         assert_eq!(status, 200, "{lead}");
         assert_eq!(lead["scores"], json!({"engagement": 25, "fit": 45}));
         assert_eq!(lead["stage"], "lead");
@@ -109,13 +60,13 @@ async fn dev_server_scores_and_keeps_leads_across_restarts() {
         assert_eq!(lead["score_breakdown"]["fit"]["profile"], 45);
         assert!(lead["tags"].as_array().unwrap().contains(&json!("high_intent")));
         lead_id = lead["id"].as_str().unwrap().to_string();
-        let (status, tl) = get(&format!("{}/v1/leads/{lead_id}/timeline", dev.base)).await;
+        let (status, tl) = get(&format!("{}/v1/leads/{lead_id}/timeline", dev.base())).await;
         assert_eq!(status, 200);
         assert_eq!(tl["events"].as_array().unwrap().len(), 2, "{tl}");
     }
     // Restart on the same data folder: the lead is still there.
     let dev = start(data.path(), free_port()).await;
-    let (status, lead) = get(&format!("{}/v1/leads/{lead_id}", dev.base)).await;
+    let (status, lead) = get(&format!("{}/v1/leads/{lead_id}", dev.base())).await;
     assert_eq!(status, 200, "{lead}");
     assert_eq!(lead["scores"]["engagement"], 25);
     assert_eq!(lead["email"], "claire@bigbank.example");
@@ -126,7 +77,7 @@ async fn bad_input_is_rejected_per_event_and_good_events_are_kept() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path(), free_port()).await;
 
-    let (status, body) = post(&dev.base, "{\"type\": \"page_view\", ").await;
+    let (status, body) = post(&dev.base(), "{\"type\": \"page_view\", ").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "malformed_json", "{body}");
 
@@ -138,28 +89,28 @@ async fn bad_input_is_rejected_per_event_and_good_events_are_kept() {
         {"event_id": "future", "type": "page_view", "email": "noah@example.net", "occurred_at": future},
         {"event_id": "ok-2", "type": "page_view", "anonymous_id": "cookie-1", "properties": {"path": "/"}},
     ]});
-    let (status, body) = post(&dev.base, &batch.to_string()).await;
+    let (status, body) = post(&dev.base(), &batch.to_string()).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(2), Some(3)), "{body}");
     let results = body["results"].as_array().unwrap();
     assert!(results[1]["reason"].as_str().unwrap().contains("naming rule"));
     assert!(results[2]["reason"].as_str().unwrap().contains("no identity"));
     assert!(results[3]["reason"].as_str().unwrap().contains("future"));
-    let (_, lead) = get(&format!("{}/v1/leads?email=noah@example.net", dev.base)).await;
+    let (_, lead) = get(&format!("{}/v1/leads?email=noah@example.net", dev.base())).await;
     assert_eq!(lead["scores"]["engagement"], 10, "the good event beside the bad ones was kept");
-    let (status, _) = get(&format!("{}/v1/leads?anonymous_id=cookie-1", dev.base)).await;
+    let (status, _) = get(&format!("{}/v1/leads?anonymous_id=cookie-1", dev.base())).await;
     assert_eq!(status, 200);
 
     let big: Vec<Value> = (0..101).map(|i| json!({"event_id": format!("b{i}"), "type": "page_view", "anonymous_id": "x"})).collect();
-    let (status, body) = post(&dev.base, &json!({"batch": big}).to_string()).await;
+    let (status, body) = post(&dev.base(), &json!({"batch": big}).to_string()).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "batch_too_large");
 
     let huge = json!({"type": "page_view", "anonymous_id": "x", "properties": {"blob": "x".repeat(300 * 1024)}});
-    let (status, _) = post(&dev.base, &huge.to_string()).await;
+    let (status, _) = post(&dev.base(), &huge.to_string()).await;
     assert_eq!(status, 413);
 
-    let (status, body) = get(&format!("{}/v1/leads/nope", dev.base)).await;
+    let (status, body) = get(&format!("{}/v1/leads/nope", dev.base())).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
 }
@@ -180,7 +131,7 @@ async fn keys_origins_and_limits_are_enforced() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path(), free_port()).await;
     let c = reqwest::Client::new();
-    let events = format!("{}/v1/events", dev.base);
+    let events = format!("{}/v1/events", dev.base());
     let one = json!({"event_id": "k-1", "type": "page_view", "anonymous_id": "cookie-k"}).to_string();
 
     // No key, a wrong key, an admin route with a write key.
@@ -189,9 +140,9 @@ async fn keys_origins_and_limits_are_enforced() {
     assert_eq!(h.get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
     let (s, _, b) = send(c.post(&events).bearer_auth("ek_w_wrong").body(one.clone())).await;
     assert_eq!(s, 401, "{b}");
-    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base)).bearer_auth(WRITE_KEY)).await;
+    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base())).bearer_auth(WRITE_KEY)).await;
     assert_eq!(s, 401, "a write key reads nothing: {b}");
-    let (s, _, _) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base))).await;
+    let (s, _, _) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-k", dev.base()))).await;
     assert_eq!(s, 401);
 
     // A foreign origin: refused, and no CORS header for it.
@@ -233,7 +184,7 @@ async fn keys_origins_and_limits_are_enforced() {
     let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body(mixed.to_string())).await;
     let v: Value = serde_json::from_str(&b).unwrap();
     assert_eq!((s, v["accepted"].as_u64(), v["rejected"].as_u64()), (202, Some(2), Some(1)), "{b}");
-    let (s, lead) = get(&format!("{}/v1/leads?anonymous_id=cookie-m", dev.base)).await;
+    let (s, lead) = get(&format!("{}/v1/leads?anonymous_id=cookie-m", dev.base())).await;
     assert_eq!(s, 200);
     assert_eq!(lead["event_count"], 2, "{lead}");
 
@@ -241,7 +192,7 @@ async fn keys_origins_and_limits_are_enforced() {
     let (s, _, b) = send(c.post(&events).bearer_auth(WRITE_KEY).body("{\"type\": ")).await;
     assert_eq!((s, code(&b).as_str()), (400, "malformed_json"), "{b}");
     assert!(b.contains("line 1"), "the error says where: {b}");
-    let (s, _, b) = send(c.get(format!("{}/v1/openapi.yaml", dev.base))).await;
+    let (s, _, b) = send(c.get(format!("{}/v1/openapi.yaml", dev.base()))).await;
     assert_eq!(s, 200);
     assert!(b.starts_with("openapi: 3.1"), "{b}");
 }
@@ -262,16 +213,16 @@ async fn crm_feedback_unsubscribe_and_erasure_over_http() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path(), free_port()).await;
     let c = reqwest::Client::new();
-    let (s, b) = post(&dev.base, &json!({"event_id": "c-0", "type": "newsletter_subscribe", "email": "ines@corp.example"}).to_string()).await;
+    let (s, b) = post(&dev.base(), &json!({"event_id": "c-0", "type": "newsletter_subscribe", "email": "ines@corp.example"}).to_string()).await;
     assert_eq!(s, 202, "{b}");
-    let (s, b) = post(&dev.base, &json!({"event_id": "c-1", "type": "demo_request", "email": "ines@corp.example",
+    let (s, b) = post(&dev.base(), &json!({"event_id": "c-1", "type": "demo_request", "email": "ines@corp.example",
         "traits": {"first_name": "Ines", "job_title": "CMO", "company_size": 800, "country": "FR", "newsletter_opt_in": true}}).to_string()).await;
     assert_eq!(s, 202, "{b}");
-    let (_, lead) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base)).await;
+    let (_, lead) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base())).await;
     let id = lead["id"].as_str().unwrap().to_string();
 
     // CRM feedback: signed now → applied; unsigned, tampered or 10 minutes old → 401.
-    let url = format!("{}/v1/crm/feedback", dev.base);
+    let url = format!("{}/v1/crm/feedback", dev.base());
     let body = json!({"email": "ines@corp.example", "action": "accepted"}).to_string();
     let now = chrono::Utc::now().timestamp();
     let (s, _, b) = send(c.post(&url).header("content-type", "application/json").body(body.clone())).await;
@@ -287,31 +238,31 @@ async fn crm_feedback_unsubscribe_and_erasure_over_http() {
 
     // Unsubscribe: the GET page changes nothing; the one-click POST opts out; bad tokens are 400.
     let token = ember_service::signing::unsubscribe_token(UNSUBSCRIBE_SECRET.as_bytes(), &id);
-    let unsub = format!("{}/v1/unsubscribe?token={token}", dev.base);
-    let (_, before) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let unsub = format!("{}/v1/unsubscribe?token={token}", dev.base());
+    let (_, before) = get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_eq!(before["subscribed"], true, "{before}");
     let (s, _, page) = send(c.get(&unsub)).await;
     assert_eq!(s, 200);
     assert!(page.contains("<form method=\"post\""), "{page}");
     assert!(!page.contains("ines"), "the page reveals nothing about the person");
-    let (_, still) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let (_, still) = get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_eq!(still["subscribed"], true, "a GET (link scanner) unsubscribes no one");
     let (s, _, _) = send(c.post(&unsub).header("content-type", "application/x-www-form-urlencoded").body("List-Unsubscribe=One-Click")).await;
     assert_eq!(s, 200);
-    let (_, after) = get(&format!("{}/v1/leads/{id}", dev.base)).await;
+    let (_, after) = get(&format!("{}/v1/leads/{id}", dev.base())).await;
     assert_eq!(after["subscribed"], false, "{after}");
-    let (s, _, _) = send(c.post(format!("{}/v1/unsubscribe?token={}x", dev.base, &token[..token.len() - 1]))).await;
+    let (s, _, _) = send(c.post(format!("{}/v1/unsubscribe?token={}x", dev.base(), &token[..token.len() - 1]))).await;
     assert_eq!(s, 400);
 
     // Erasure: the lead and its identities are gone; a second DELETE is 404.
     let del = |u: String| c.delete(u).bearer_auth(ADMIN_KEY);
-    let (s, _, b) = send(del(format!("{}/v1/leads/{id}", dev.base))).await;
+    let (s, _, b) = send(del(format!("{}/v1/leads/{id}", dev.base()))).await;
     assert_eq!(s, 200, "{b}");
-    let (s, _) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base)).await;
+    let (s, _) = get(&format!("{}/v1/leads?email=ines@corp.example", dev.base())).await;
     assert_eq!(s, 404);
-    let (s, _, _) = send(del(format!("{}/v1/leads/{id}", dev.base))).await;
+    let (s, _, _) = send(del(format!("{}/v1/leads/{id}", dev.base()))).await;
     assert_eq!(s, 404);
-    let (s, _, _) = send(c.delete(format!("{}/v1/leads/{id}", dev.base)).bearer_auth(WRITE_KEY)).await;
+    let (s, _, _) = send(c.delete(format!("{}/v1/leads/{id}", dev.base())).bearer_auth(WRITE_KEY)).await;
     assert_eq!(s, 401);
 }
 
@@ -319,21 +270,11 @@ async fn crm_feedback_unsubscribe_and_erasure_over_http() {
 async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let run = |port: u16| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(data.path())
-            .current_dir(&root)
-            .env("RUST_LOG", "warn")
-            .env_remove("EMBER_WRITE_KEYS")
-            .env_remove("EMBER_ADMIN_KEYS")
-            .env_remove("EMBER_CRM_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ember dev starts");
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut dev = dev(crate::EMBER, data.path(), port);
+        dev.command().stdout(Stdio::piped());
+        let mut dev = dev.spawn();
+        let mut out = std::io::BufReader::new(dev.child.stdout.take().unwrap());
         let mut text = String::new();
         // The keys are printed before the server listens.
         for _ in 0..6 {
@@ -346,7 +287,7 @@ async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
                 break;
             }
         }
-        (Dev { child, base: format!("http://127.0.0.1:{port}") }, text)
+        (dev, text)
     };
     let (dev, first) = run(port);
     let key_after = |label: &str| -> String {
@@ -357,14 +298,14 @@ async fn without_configured_keys_dev_prints_a_fresh_pair_once() {
     assert!(write.starts_with("ek_w_") && admin.starts_with("ek_a_"), "{first}");
     let c = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while c.get(format!("{}/healthz", dev.base)).send().await.is_err() {
+    while c.get(format!("{}/healthz", dev.base())).send().await.is_err() {
         assert!(Instant::now() < deadline, "ember dev did not answer");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ev = json!({"type": "page_view", "anonymous_id": "cookie-fresh"}).to_string();
-    let (s, _, b) = send(c.post(format!("{}/v1/events", dev.base)).bearer_auth(&write).body(ev)).await;
+    let (s, _, b) = send(c.post(format!("{}/v1/events", dev.base())).bearer_auth(&write).body(ev)).await;
     assert_eq!(s, 202, "{b}");
-    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-fresh", dev.base)).bearer_auth(&admin)).await;
+    let (s, _, b) = send(c.get(format!("{}/v1/leads?anonymous_id=cookie-fresh", dev.base())).bearer_auth(&admin)).await;
     assert_eq!(s, 200, "{b}");
     let saved = std::fs::read_to_string(data.path().join("keys.json")).unwrap();
     assert!(!saved.contains(&write) && !saved.contains(&admin), "only hashes are kept");
@@ -388,10 +329,10 @@ async fn reports_over_http_match_ember_report_on_the_same_data() {
             json!({"type": "form_submit", "email": "bob@acme.example", "context": utm("google", "cpc")}),
             json!({"type": "newsletter_subscribe", "email": "cy@shop.example"}),
         ] {
-            let (status, body) = post(&dev.base, &e.to_string()).await;
+            let (status, body) = post(&dev.base(), &e.to_string()).await;
             assert_eq!(status, 202, "{body}");
         }
-        let (status, f) = get(&format!("{}/v1/reports/funnel?by=channel", dev.base)).await;
+        let (status, f) = get(&format!("{}/v1/reports/funnel?by=channel", dev.base())).await;
         assert_eq!(status, 200, "{f}");
         let groups: Vec<&str> = f["rows"].as_array().unwrap().iter().map(|r| r["group"].as_str().unwrap()).collect();
         assert_eq!(groups, ["(direct)/(none)", "google/cpc"]);
@@ -400,16 +341,16 @@ async fn reports_over_http_match_ember_report_on_the_same_data() {
         assert_eq!(google[3]["stage"], "sql");
         assert_eq!(google[3]["leads"], 1, "the demo request made Ada an SQL: {f}");
         assert_eq!(f["total"]["stages"][0]["leads"], 3);
-        let (status, q) = get(&format!("{}/v1/reports/quality?costs=google/cpc=300", dev.base)).await;
+        let (status, q) = get(&format!("{}/v1/reports/quality?costs=google/cpc=300", dev.base())).await;
         assert_eq!(status, 200, "{q}");
         let g = q["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "google/cpc").unwrap().clone();
         assert_eq!((g["new_leads"].as_i64(), g["cost_per_mql"].as_f64()), (Some(2), Some(300.0)), "{q}");
-        let (status, c) = get(&format!("{}/v1/reports/campaigns", dev.base)).await;
+        let (status, c) = get(&format!("{}/v1/reports/campaigns", dev.base())).await;
         assert_eq!(status, 200, "{c}");
         assert!(c["campaigns"].as_array().unwrap().iter().any(|c| c["campaign"] == "newsletter-nurture" && c["enrolled"] == 1), "{c}");
-        let (status, body) = get(&format!("{}/v1/reports/funnel?by=stage", dev.base)).await;
+        let (status, body) = get(&format!("{}/v1/reports/funnel?by=stage", dev.base())).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid")));
-        let page = reqwest::get(format!("{}/dashboard", dev.base)).await.unwrap();
+        let page = reqwest::get(format!("{}/dashboard", dev.base())).await.unwrap();
         assert_eq!(page.status().as_u16(), 200);
         assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let html = page.text().await.unwrap();
@@ -419,19 +360,17 @@ async fn reports_over_http_match_ember_report_on_the_same_data() {
         api_funnel = f;
     }
     // The CLI reads the same data folder and prints the same report.
-    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+    let out = crate::ember()
         .args(["report", "funnel", "--json", "--data"])
         .arg(data.path())
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
         .expect("ember report runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(cli, api_funnel);
-    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+    let out = crate::ember()
         .args(["report", "funnel", "--data"])
         .arg(data.path())
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
         .expect("ember report runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -453,11 +392,11 @@ async fn every_route_class_carries_security_headers() {
     let data = tempfile::tempdir().unwrap();
     let dev = start(data.path(), free_port()).await;
     let c = reqwest::Client::new();
-    let (s, b) = post(&dev.base, &json!({"event_id": "h-1", "type": "newsletter_subscribe", "email": "hedy@corp.example"}).to_string()).await;
+    let (s, b) = post(&dev.base(), &json!({"event_id": "h-1", "type": "newsletter_subscribe", "email": "hedy@corp.example"}).to_string()).await;
     assert_eq!(s, 202, "{b}");
-    let (_, lead) = get(&format!("{}/v1/leads?email=hedy@corp.example", dev.base)).await;
+    let (_, lead) = get(&format!("{}/v1/leads?email=hedy@corp.example", dev.base())).await;
     let id = lead["id"].as_str().unwrap().to_string();
-    let base = &dev.base;
+    let base = &dev.base();
 
     // Admin JSON (answers, lists, reports, refusals): never cached anywhere.
     let admin = [
