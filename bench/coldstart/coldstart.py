@@ -179,7 +179,7 @@ def invoke_durations(api, path, env, log, events):
 
 
 def set_up_moto(endpoint, table, with_secret):
-    """Table (the definition of shared/store-dynamodb/src/table.rs), bus, queue, SES identity, secret."""
+    """Table (the definition of shared/adapters/store-dynamodb/src/table.rs), bus, queue, SES identity, secret."""
     import boto3
 
     kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")

@@ -34,7 +34,7 @@ export interface EmberStackProps extends cdk.StackProps {
   readonly arm64: boolean;
 }
 
-/** The due indexes of shared/store-dynamodb/src/keys.rs: `<kind>_due` on `<kind>_shard`, `<kind>_at`. */
+/** The due indexes of shared/adapters/store-dynamodb/src/keys.rs: `<kind>_due` on `<kind>_shard`, `<kind>_at`. */
 const DUE_KINDS = ['decay', 'drip', 'sla'] as const;
 
 /** Acknowledges cdk-nag rules on a construct, each with its reason. */
@@ -76,7 +76,7 @@ export class EmberStack extends cdk.Stack {
       type: 'String', default: '', allowedPattern: '^(https://[^\\s/]+(/[^\\s]*)?)?$',
       description: 'Base URL of the API as recipients see it (custom domain), used in unsubscribe links. Empty: the HTTP API\'s execute-api endpoint.',
     });
-    // One secret per consumer (shared/aws/src/settings.rs): each role reads only its own.
+    // One secret per consumer (shared/adapters/aws/src/settings.rs): each role reads only its own.
     const secretParam = (id: string, description: string) => new cdk.CfnParameter(this, id, {
       type: 'String', default: '', allowedPattern: '^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+)?$',
       description,
@@ -171,7 +171,7 @@ export class EmberStack extends cdk.Stack {
     const webhooksSecret = makeSecret('WebhooksSecret', webhooksSecretArn, 'Ember webhook settings (the model\'s ${VAR} URLs and whsec_ secrets), read by handoff.');
 
     // ---------------------------------------------------------------------------------------
-    // DynamoDB: the single table (shared/store-dynamodb/src/table.rs creates the same one locally).
+    // DynamoDB: the single table (shared/adapters/store-dynamodb/src/table.rs creates the same one locally).
     const table = new dynamodb.Table(this, 'Table', {
       partitionKey: { name: 'PK', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'SK', type: dynamodb.AttributeType.STRING },
