@@ -24,7 +24,6 @@
 //! (`core::Core::update_lead`): the engine decides, the store commits atomically under the
 //! version that was read.
 
-#![warn(missing_docs)]
 
 pub mod compose;
 mod core;

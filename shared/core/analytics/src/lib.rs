@@ -11,7 +11,6 @@
 //!   definition's precision, recall and lead time against the leads that bought.
 //! - [`simulate`]: a synthetic population with a known ground truth.
 
-#![warn(missing_docs)]
 
 pub mod backtest;
 pub mod calibrate;

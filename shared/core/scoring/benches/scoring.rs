@@ -2,6 +2,9 @@
 //! beside decoding and validating the same event from JSON as a baseline.
 //! Run: `cargo bench -p ember-scoring` (figures in BENCHMARKS.md).
 
+// `criterion_group!` defines a public function it gives no doc comment.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ember_scoring::{Engine, Model, RawEvent, Time};
 use serde_json::json;

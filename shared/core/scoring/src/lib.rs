@@ -34,7 +34,6 @@
 //! - [`engine`]: scoring, stages, decay, campaigns, handoff, CRM feedback, merge.
 //! - [`personal`]: what of a message identifies the person, left out where messages wait.
 
-#![warn(missing_docs)]
 
 pub mod cond;
 pub mod engine;

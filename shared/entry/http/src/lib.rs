@@ -17,7 +17,6 @@
 //! script; the unsubscribe pages' style by hash). CORS is answered here for ingest only: the
 //! admin routes answer no cross-origin request, on every platform.
 
-#![warn(missing_docs)]
 
 pub mod auth;
 mod events;
