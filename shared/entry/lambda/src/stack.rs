@@ -22,10 +22,11 @@ pub enum StackError {
     /// The model does not load.
     #[error("the model {path} is invalid:\n{errors}")]
     Model {
-        /// Model file.
+        /// The model file (`EMBER_MODEL`).
         path: String,
-        /// Every error.
-        errors: String,
+        /// Every error found, each with the key at fault.
+        #[source]
+        errors: ember_scoring::ModelErrors,
     },
     /// The secret could not be read.
     #[error(transparent)]
@@ -157,7 +158,7 @@ impl AwsStack {
     /// Builds the services over the AWS clients of `conf`.
     pub fn build(conf: &SdkConfig, cfg: &StackConfig, settings: Settings) -> Result<AwsStack, StackError> {
         let model = model_files::load_model_with(&cfg.model, &|name| settings.get(name))
-            .map_err(|e| StackError::Model { path: cfg.model.display().to_string(), errors: e.to_string() })?;
+            .map_err(|errors| StackError::Model { path: cfg.model.display().to_string(), errors })?;
         for w in &model.warnings {
             tracing::warn!(warning = %w, "model");
         }
