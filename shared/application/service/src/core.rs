@@ -8,7 +8,7 @@ use crate::identity_cache::IdentityCache;
 use crate::ports::{Bus, Clock, Commit, LeadRecord, Store, StoreError, StoredEvent};
 use ember_scoring::engine::Change;
 use ember_scoring::lead::Message;
-use ember_scoring::{Engine, Event, Lead, Time};
+use ember_scoring::{Engine, Event, Lead, Outcome, Time};
 use std::sync::Arc;
 
 /// Service failures.
@@ -195,6 +195,31 @@ impl Core {
             }
         }
         rec
+    }
+}
+
+/// Applies a pure change to one lead and commits it (with a timeline entry when it did
+/// something), retrying on conflict; publishes what it queued. `None`: no such lead.
+pub(crate) async fn change_lead(
+    core: &Core,
+    lead_id: &str,
+    now: Time,
+    what: &str,
+    f: impl Fn(&ember_scoring::Engine, &mut Lead) -> Outcome,
+) -> Result<Option<LeadRecord>, ServiceError> {
+    let decide = |rec: &LeadRecord| {
+        let mut lead = rec.lead.clone();
+        let outcome = f(&core.engine, &mut lead);
+        if lead == rec.lead {
+            return Decision::Keep(());
+        }
+        let events = system_entry(&lead, what, now, outcome.changes, core.clock.now());
+        Decision::Write { lead, events, carry: () }
+    };
+    match core.update_lead(lead_id, decide, |e, _: &()| std::future::ready(Failure::of_conflict(e))).await? {
+        None => Ok(None),
+        Some(Updated::Written(rec, ()) | Updated::Kept(rec, ())) => Ok(Some(rec)),
+        Some(Updated::Refused(e)) => Err(e.into()),
     }
 }
 

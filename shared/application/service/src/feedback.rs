@@ -2,9 +2,8 @@
 //! the email provider (delivered, opened, clicked, bounced, complained).
 
 use crate::compose::Composer;
-use crate::core::{Core, Decision, Failure, ServiceError, Updated};
+use crate::core::{change_lead, Core, Decision, Failure, ServiceError, Updated};
 use crate::ingest::{Ingest, IngestStatus};
-use crate::jobs::change_lead;
 use crate::ports::{Identity, StoreError, StoredEvent};
 use ember_scoring::{CrmAction, Lead, RawEvent, Time};
 use serde::{Deserialize, Serialize};

@@ -5,9 +5,9 @@
 //! sends are claimed before the mailer is called and never sent twice.
 
 use crate::compose::Composer;
-use crate::core::{system_entry, Core, Decision, Failure, ServiceError, Updated};
+use crate::core::{change_lead, system_entry, Core, Decision, Failure, ServiceError, Updated};
 use crate::ports::{DueKind, LeadRecord, Mailer, StoreError};
-use ember_scoring::{Lead, Outcome, Time};
+use ember_scoring::{Lead, Time};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -260,30 +260,5 @@ fn mark_claims(lead: &mut Lead, intents: &[ember_scoring::SendIntent], token: &s
         if intents.iter().any(|i| i.send_id == p.send_id) {
             p.claim = token.to_string();
         }
-    }
-}
-
-/// Applies a pure change to one lead and commits it (with a timeline entry when it did
-/// something), retrying on conflict; publishes what it queued. `None`: no such lead.
-pub(crate) async fn change_lead(
-    core: &Core,
-    lead_id: &str,
-    now: Time,
-    what: &str,
-    f: impl Fn(&ember_scoring::Engine, &mut Lead) -> Outcome,
-) -> Result<Option<LeadRecord>, ServiceError> {
-    let decide = |rec: &LeadRecord| {
-        let mut lead = rec.lead.clone();
-        let outcome = f(&core.engine, &mut lead);
-        if lead == rec.lead {
-            return Decision::Keep(());
-        }
-        let events = system_entry(&lead, what, now, outcome.changes, core.clock.now());
-        Decision::Write { lead, events, carry: () }
-    };
-    match core.update_lead(lead_id, decide, |e, _: &()| std::future::ready(Failure::of_conflict(e))).await? {
-        None => Ok(None),
-        Some(Updated::Written(rec, ()) | Updated::Kept(rec, ())) => Ok(Some(rec)),
-        Some(Updated::Refused(e)) => Err(e.into()),
     }
 }
