@@ -6,7 +6,6 @@
 //! Lambda functions run.
 
 pub mod bench;
-pub mod bench_dynamodb;
 pub mod calibrate;
 pub mod dev;
 pub mod keys;

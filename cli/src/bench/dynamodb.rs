@@ -12,7 +12,7 @@
 //! Runs against the endpoint of the standard AWS environment (`AWS_ENDPOINT_URL`, e.g. a moto
 //! server from `scripts/moto`), on fresh tables it deletes afterwards.
 
-use crate::bench::sample_event;
+use super::sample_event;
 use crate::local::ScenarioHarness;
 use anyhow::{Context, Result};
 use ember_store_dynamodb::DynamoStore;

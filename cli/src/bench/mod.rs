@@ -8,10 +8,15 @@
 //!
 //! The figures are printed, never asserted: these shared machines are too noisy for timed tests.
 
+pub mod dynamodb;
+mod workload;
+
+pub use workload::sample_event;
+
 use anyhow::{Context, Result};
 use ember_scoring::{Engine, Event, Lead, RawEvent, Time};
 use ember_service::model_files;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,31 +51,6 @@ pub struct BenchArgs {
     pub sweep_leads: Vec<usize>,
 }
 
-/// A realistic mix of website and email events for lead `i`, event `n`.
-pub fn sample_event(i: usize, n: usize, at: Time) -> Value {
-    let kinds: [(&str, Value); 10] = [
-        ("page_view", json!({"path": "/blog/scoring-in-practice"})),
-        ("page_view", json!({"path": "/pricing"})),
-        ("page_view", json!({"path": "/"})),
-        ("page_view", json!({"path": "/product/features"})),
-        ("email_open", json!({"template": "nl-welcome"})),
-        ("email_click", json!({"template": "nl-welcome"})),
-        ("download", json!({"content_id": "automation-strategy-guide"})),
-        ("webinar_registered", json!({})),
-        ("form_submit", json!({"form_id": "contact-us"})),
-        ("page_view", json!({"path": "/careers"})),
-    ];
-    let (kind, props) = &kinds[(n * 7 + i) % kinds.len()];
-    json!({
-        "event_id": format!("bench-{i}-{n}"),
-        "type": kind,
-        "occurred_at": at.to_rfc3339(),
-        "email": format!("lead{i}@company{}.example", i % 97),
-        "properties": props,
-        "traits": if n == 0 { json!({"job_title": "Head of Marketing", "company_size": 800 + i, "country": "FR"}) } else { json!({}) },
-    })
-}
-
 /// Repetitions of each in-memory measurement (the best is reported).
 const REPEAT: usize = 3;
 
@@ -89,8 +69,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let start: Time = "2026-03-02T09:00:00Z".parse()?;
     let leads = args.leads.max(1);
     if args.dynamodb {
-        let o = crate::bench_dynamodb::Options { leads: leads.min(200), events_per_lead: 10, sweep_sizes: args.sweep_leads.clone() };
-        let report = crate::bench_dynamodb::run(model, o).await?;
+        let o = dynamodb::Options { leads: leads.min(200), events_per_lead: 10, sweep_sizes: args.sweep_leads.clone() };
+        let report = dynamodb::run(model, o).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
