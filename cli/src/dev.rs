@@ -2,7 +2,7 @@
 //! emails into an outbox folder, webhooks to the model's URLs, data in one SQLite file that
 //! survives restarts.
 
-use crate::local::{http_webhooks, LocalOptions, LocalStack};
+use crate::local::{http_webhooks, LocalOptions, LocalServices};
 use anyhow::{Context, Result};
 use ember_scoring::Span;
 use ember_service::model_files;
@@ -74,7 +74,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let (webhooks, recorded) = http_webhooks(&args.data);
     // What `ember import` recorded in this data folder holds people too: erasure reaches it.
     let imported = Arc::new(ember_delivery::FileWebhookRecorder::new(args.data.join(crate::local::IMPORT_WEBHOOKS)));
-    let stack = LocalStack::open(
+    let services = LocalServices::open(
         Arc::new(model),
         store,
         &args.data,
@@ -87,7 +87,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             copies: vec![recorded, imported],
         },
     )?;
-    let ember = stack.ember.clone();
+    let ember = services.ember.clone();
     let every = std::time::Duration::from_secs(args.tick_every.secs().max(1) as u64);
     let ticker = {
         let ember = ember.clone();

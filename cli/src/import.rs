@@ -15,7 +15,7 @@
 //!   unless `--deliver-webhooks` is given. No email is sent by an import (only drip runs send);
 //!   see docs/import.md for what the next drip run and SLA check do with imported leads.
 
-use crate::local::{LocalOptions, LocalStack};
+use crate::local::{LocalOptions, LocalServices};
 use anyhow::{Context, Result};
 use ember_analytics::rows::{self, CsvLayout, Rejected};
 use ember_delivery::FileWebhookRecorder;
@@ -142,7 +142,7 @@ pub fn rejected_path(input: &Path) -> PathBuf {
 
 /// One import run: the services, the checkpoint, the rejected-rows file, the progress bar.
 struct Run {
-    stack: LocalStack,
+    services: LocalServices,
     checkpoint: Checkpoint,
     checkpoint_path: PathBuf,
     rejected: std::fs::File,
@@ -154,7 +154,7 @@ struct Run {
 impl Run {
     async fn row(&mut self, line: u64, row: Result<RawEvent, String>) -> Result<()> {
         let status = match row {
-            Ok(raw) => self.stack.ember.ingest.event(&raw).await,
+            Ok(raw) => self.services.ember.ingest.event(&raw).await,
             Err(reason) => IngestStatus::Rejected { event_id: None, reason },
         };
         match status {
@@ -245,7 +245,7 @@ async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
         let r = Arc::new(FileWebhookRecorder::new(common.data.join(crate::local::IMPORT_WEBHOOKS)));
         (r.clone(), r)
     };
-    let stack = LocalStack::open(
+    let services = LocalServices::open(
         model,
         store,
         &common.data,
@@ -266,7 +266,7 @@ async fn start(input: &Path, common: &Common) -> Result<Option<Run>> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    Ok(Some(Run { stack, checkpoint, checkpoint_path: cp_path, rejected, shown: Vec::new(), bar, since_save: 0 }))
+    Ok(Some(Run { services, checkpoint, checkpoint_path: cp_path, rejected, shown: Vec::new(), bar, since_save: 0 }))
 }
 
 /// Runs `ember import`.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The local services and the adapters worth reaching directly.
-pub struct LocalStack {
+pub struct LocalServices {
     /// The services.
     pub ember: Ember,
     /// The handoff service (webhooks to the CRM).
@@ -41,10 +41,10 @@ pub struct LocalOptions {
     pub copies: Vec<Arc<dyn PersonalCopies>>,
 }
 
-impl LocalStack {
+impl LocalServices {
     /// Wires the services over `store`, keeping mail and dead letters under `data_dir`. Erasing a
     /// lead erases it from the outbox, the dead letters and `opts.copies` too.
-    pub fn open(model: Arc<Model>, store: Arc<dyn Store>, data_dir: &Path, opts: LocalOptions) -> Result<LocalStack> {
+    pub fn open(model: Arc<Model>, store: Arc<dyn Store>, data_dir: &Path, opts: LocalOptions) -> Result<LocalServices> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let compose = ComposeSettings { public_url: opts.public_url, unsubscribe_secret: opts.unsubscribe_secret, unsubscribe_mailto: None };
         let outbox = Arc::new(OutboxMailer::new(data_dir.join("outbox")).context("opening the outbox")?);
@@ -65,13 +65,13 @@ impl LocalStack {
             copies,
         };
         let Services { ember, handoff } = wire(model, compose, adapters)?;
-        Ok(LocalStack { ember, handoff, outbox })
+        Ok(LocalServices { ember, handoff, outbox })
     }
 }
 
 /// The scenario harness on local adapters.
 pub struct ScenarioHarness {
-    stack: LocalStack,
+    services: LocalServices,
     clock: Arc<ManualClock>,
     recorder: Arc<MemoryWebhookRecorder>,
     ses: Option<Arc<SesReadBack>>,
@@ -134,7 +134,7 @@ impl ScenarioHarness {
 
     /// The services (for callers that drive them directly, like the benchmark).
     pub fn services(&self) -> &Ember {
-        &self.stack.ember
+        &self.services.ember
     }
 
     /// On any store.
@@ -152,7 +152,7 @@ impl ScenarioHarness {
     ) -> Result<ScenarioHarness> {
         let clock = Arc::new(ManualClock::at(start));
         let recorder = Arc::new(MemoryWebhookRecorder::new());
-        let stack = LocalStack::open(
+        let services = LocalServices::open(
             model,
             store,
             dir,
@@ -165,14 +165,14 @@ impl ScenarioHarness {
                 copies: Vec::new(),
             },
         )?;
-        Ok(ScenarioHarness { stack, clock, recorder, ses })
+        Ok(ScenarioHarness { services, clock, recorder, ses })
     }
 }
 
 #[async_trait::async_trait]
 impl Harness for ScenarioHarness {
     fn ember(&self) -> &Ember {
-        &self.stack.ember
+        &self.services.ember
     }
     fn clock(&self) -> &Arc<ManualClock> {
         &self.clock
@@ -181,7 +181,7 @@ impl Harness for ScenarioHarness {
         if let Some(ses) = &self.ses {
             return ses.read_back().await;
         }
-        Ok(self.stack.outbox.sent()?.into_iter().map(|e| (e.lead_id, e.template)).collect())
+        Ok(self.services.outbox.sent()?.into_iter().map(|e| (e.lead_id, e.template)).collect())
     }
     async fn webhooks(&self) -> Result<Vec<(String, String)>> {
         Ok(self.recorder.deliveries().into_iter().map(|d| (d.lead_id, d.kind.to_string())).collect())

@@ -227,7 +227,7 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
         let store = Arc::new(ember_store_sqlite::SqliteStore::open(&dev.data.join("ember.db")).expect("the same SQLite file"));
         let clock = Arc::new(ember_service::ports::ManualClock::at(later));
         let (webhooks, recorded) = ember::local::http_webhooks(&dev.data);
-        let stack = ember::local::LocalStack::open(
+        let services = ember::local::LocalServices::open(
             model,
             store,
             &dev.data,
@@ -240,8 +240,8 @@ async fn after_the_lease(dev: &mut Dev, emails: &BTreeSet<String>) -> BTreeMap<S
                 copies: vec![recorded],
             },
         )
-        .expect("local stack");
-        let r = stack.ember.jobs.tick(later, &|| true).await;
+        .expect("local services");
+        let r = services.ember.jobs.tick(later, &|| true).await;
         assert_eq!(r.failed, 0, "{r:?}");
     }
     let restarted = start(&dev.data, Some(dev.port), &[]).await;

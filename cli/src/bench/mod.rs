@@ -128,14 +128,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // --- Embedded ingest end to end ----------------------------------------------------
     let dir = tempfile::tempdir()?;
-    let stack = crate::local::ScenarioHarness::embedded(model.clone(), dir.path(), now).await?;
+    let services = crate::local::ScenarioHarness::embedded(model.clone(), dir.path(), now).await?;
     let ingest_n = args.ingest_events.min(texts.len());
     let raws: Vec<RawEvent> = texts[..ingest_n].iter().map(|t| serde_json::from_str(t)).collect::<Result<_, _>>()?;
     let mut lat = Vec::with_capacity(ingest_n);
     let t0 = Instant::now();
     for raw in &raws {
         let s = Instant::now();
-        let status = stack.services().ingest.event(raw).await;
+        let status = services.services().ingest.event(raw).await;
         lat.push(s.elapsed().as_secs_f64() * 1e6);
         anyhow::ensure!(status.is_accepted(), "bench event not accepted: {status:?}");
     }

@@ -71,7 +71,7 @@ pub const OPERATION_TIMEOUT_VAR: &str = "EMBER_AWS_CALL_TIMEOUT_SECS";
 /// Tests add their endpoint and credentials to it.
 pub fn sdk_loader() -> ConfigLoader {
     let timeouts = timeouts(|name| std::env::var(name).ok()).unwrap_or_else(|e| {
-        // The functions refuse to start on this (`StackConfig::from_env`); tools warn.
+        // The functions refuse to start on this (`AwsConfig::from_env`); tools warn.
         tracing::warn!(error = %e, "ignoring an invalid AWS timeout setting");
         timeouts(|_| None).unwrap_or_else(|_| TimeoutConfig::builder().build())
     });

@@ -1,5 +1,5 @@
 //! [`Ember`]: the use cases wired over one [`Core`] and its adapters. The composition roots
-//! (`ember_lambda::AwsStack`, the CLI's local stack) build one per process and hand it to the
+//! (`ember_lambda::AwsServices`, the CLI's local stack) build one per process and hand it to the
 //! entry points (HTTP router, scheduled jobs, bus handlers).
 
 use crate::compose::Composer;

@@ -8,7 +8,7 @@
 //! and so does a malformed event ([`Retry::NotRetryable`]: Lambda's retries, then the
 //! failed-events queue, keep it for a person; see [`crate::edge`]).
 
-use crate::AwsStack;
+use crate::AwsServices;
 use crate::edge::Retry;
 use ember_scoring::lead::Message;
 use ember_service::ports::{BusError, MessageHandler};
@@ -55,10 +55,10 @@ pub fn message(envelope: &Value) -> Result<Message, BusEventError> {
 }
 
 /// Handles one EventBridge event (the whole envelope).
-pub async fn handle(stack: &AwsStack, envelope: &Value) -> Result<String, BusEventError> {
+pub async fn handle(services: &AwsServices, envelope: &Value) -> Result<String, BusEventError> {
     let message = message(envelope)?;
     tracing::info!(message_type = %message.kind, message_id = %message.id, "handoff");
-    stack.handoff.handle(&message).await?;
+    services.handoff.handle(&message).await?;
     Ok(message.id)
 }
 

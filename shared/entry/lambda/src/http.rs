@@ -4,11 +4,11 @@
 //! dev`; API Gateway sends `POST /v1/events` to `ingest` and everything else to `api`, so each
 //! function's role only holds the permissions its routes need.
 
-use crate::AwsStack;
+use crate::AwsServices;
 
 /// The router, over the stack's services.
-pub fn router(stack: &AwsStack) -> axum::Router {
-    ember_http::router(stack.ember.clone(), stack.api.clone())
+pub fn router(services: &AwsServices) -> axum::Router {
+    ember_http::router(services.ember.clone(), services.api.clone())
 }
 
 use lambda_http::http::header::{HeaderName, HOST};

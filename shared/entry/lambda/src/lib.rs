@@ -1,6 +1,6 @@
 //! # ember-lambda — Ember on AWS Lambda
 //!
-//! Every function binary in `functions/` is a few lines: build the [`AwsStack`] once per
+//! Every function binary in `functions/` is a few lines: build the [`AwsServices`] once per
 //! container (clients, model, secret), then hand each invocation to one of the handlers here,
 //! which translate the Lambda event and call the shared services — the same services `ember
 //! dev` calls with local adapters.
@@ -25,9 +25,9 @@ pub mod http;
 pub mod schedule;
 pub mod serve;
 pub mod ses_events;
-mod stack;
+mod services;
 
-pub use stack::{AwsStack, StackConfig, StackError, lambda_retry_policy};
+pub use services::{AwsServices, AwsConfig, StartError, lambda_retry_policy};
 
 /// Sets up JSON logs for a function (level from `RUST_LOG`, default `info`), without ANSI
 /// colours, timestamps left to CloudWatch.

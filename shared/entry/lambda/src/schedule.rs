@@ -10,7 +10,7 @@
 //! [`SAFETY_MARGIN`]) and leaves the rest due for the next run — a backlog is drained over
 //! several runs, never lost or half-applied (each lead's change is one atomic commit).
 
-use crate::AwsStack;
+use crate::AwsServices;
 use crate::edge::Retry;
 use ember_scoring::Time;
 pub use ember_service::Job;
@@ -81,12 +81,12 @@ impl Blocked {
 }
 
 /// Runs the job of `inv` until done or until `deadline - SAFETY_MARGIN`.
-pub async fn run(stack: &AwsStack, inv: &Invocation, deadline: Instant) -> RunReport {
+pub async fn run(services: &AwsServices, inv: &Invocation, deadline: Instant) -> RunReport {
     let stop_at = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
     let keep_going = move || Instant::now() < stop_at;
     let now = inv.scheduled_time;
     let mut report = RunReport { job: Some(inv.job), now: Some(now), ..RunReport::default() };
-    for (kind, r) in stack.ember.jobs.run(inv.job, now, &keep_going).await {
+    for (kind, r) in services.ember.jobs.run(inv.job, now, &keep_going).await {
         match kind {
             DueKind::Decay => report.decay = Some(r),
             DueKind::Drip => report.drip = Some(r),

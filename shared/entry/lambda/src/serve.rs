@@ -1,6 +1,6 @@
 //! The main loop of each function: build the stack once, then serve invocations.
 
-use crate::{AwsStack, bus_events, edge, schedule, ses_events};
+use crate::{AwsServices, bus_events, edge, schedule, ses_events};
 pub use lambda_runtime::Error;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -21,9 +21,9 @@ where
 }
 
 /// Builds the stack once per container (logging why, without secrets, when it cannot).
-async fn stack() -> Result<Arc<AwsStack>, Error> {
+async fn services() -> Result<Arc<AwsServices>, Error> {
     crate::init_logs();
-    match AwsStack::from_env().await {
+    match AwsServices::from_env().await {
         Ok(s) => Ok(Arc::new(s)),
         Err(e) => {
             tracing::error!(error = %e, "the function cannot start");
@@ -34,26 +34,26 @@ async fn stack() -> Result<Arc<AwsStack>, Error> {
 
 /// `ingest` and `api`: the HTTP router behind API Gateway.
 pub async fn http() -> Result<(), Error> {
-    let stack = stack().await?;
+    let services = services().await?;
     // `lambda_http::run`, with each event made safe for its translation first.
     let service = tower::ServiceBuilder::new()
         .map_request(|ev: LambdaEvent<lambda_http::request::LambdaRequest>| LambdaEvent { payload: crate::http::safe_request(ev.payload), context: ev.context })
-        .service(lambda_http::Adapter::from(crate::http::router(&stack)));
+        .service(lambda_http::Adapter::from(crate::http::router(&services)));
     lambda_runtime::run(service).await
 }
 
 /// `decay` and `drip`: Scheduler invocations.
 pub async fn scheduled() -> Result<(), Error> {
-    let stack = stack().await?;
+    let services = services().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<schedule::Invocation>| {
-        let stack = stack.clone();
+        let services = services.clone();
         async move {
             let deadline = schedule::deadline_from_millis(ev.context.deadline);
             let function = match ev.payload.job {
                 schedule::Job::Decay => "decay",
                 schedule::Job::Drip => "drip",
             };
-            schedule::run(&stack, &ev.payload, deadline).await.outcome().map_err(|e| edge::failed(function, e.retry(), &e))
+            schedule::run(&services, &ev.payload, deadline).await.outcome().map_err(|e| edge::failed(function, e.retry(), &e))
         }
     }))
     .await
@@ -61,20 +61,20 @@ pub async fn scheduled() -> Result<(), Error> {
 
 /// `feedback`: SES events from EventBridge.
 pub async fn feedback() -> Result<(), Error> {
-    let stack = stack().await?;
+    let services = services().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
-        let stack = stack.clone();
-        async move { ses_events::handle(&stack, &ev.payload).await.map_err(|e| edge::failed("feedback", e.retry(), &e)) }
+        let services = services.clone();
+        async move { ses_events::handle(&services, &ev.payload).await.map_err(|e| edge::failed("feedback", e.retry(), &e)) }
     }))
     .await
 }
 
 /// `handoff`: domain messages from the bus.
 pub async fn handoff() -> Result<(), Error> {
-    let stack = stack().await?;
+    let services = services().await?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
-        let stack = stack.clone();
-        async move { bus_events::handle(&stack, &ev.payload).await.map_err(|e| edge::failed("handoff", e.retry(), &e)) }
+        let services = services.clone();
+        async move { bus_events::handle(&services, &ev.payload).await.map_err(|e| edge::failed("handoff", e.retry(), &e)) }
     }))
     .await
 }

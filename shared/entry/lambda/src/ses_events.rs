@@ -39,7 +39,7 @@
 //! object of each tracked type) that hold only what Ember reads. A malformed event, or one the
 //! lead refuses, fails as not retryable; a store that fails, as retryable ([`crate::edge`]).
 
-use crate::AwsStack;
+use crate::AwsServices;
 use crate::edge::Retry;
 use ember_scoring::RawEvent;
 use ember_service::{IngestStatus, ServiceError};
@@ -468,7 +468,7 @@ pub fn lead_event(envelope: SesEnvelope) -> Result<Result<RawEvent, Skip>, SesEv
 
 /// A click whose link carries one of this stack's unsubscribe tokens is an unsubscribe intent,
 /// whatever its path (a custom domain, a redirect): machine traffic, no points.
-fn flag_unsubscribe_token(stack: &AwsStack, raw: &mut RawEvent) {
+fn flag_unsubscribe_token(services: &AwsServices, raw: &mut RawEvent) {
     if raw.kind.as_ref().and_then(Value::as_str) != Some("email_click") {
         return;
     }
@@ -476,7 +476,7 @@ fn flag_unsubscribe_token(stack: &AwsStack, raw: &mut RawEvent) {
     if props.get("machine").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    let ours = props.get("link").and_then(Value::as_str).and_then(token_of).is_some_and(|t| stack.ember.composer().verify_unsubscribe(t).is_some());
+    let ours = props.get("link").and_then(Value::as_str).and_then(token_of).is_some_and(|t| services.ember.composer().verify_unsubscribe(t).is_some());
     if ours {
         props.insert("machine".into(), Value::Bool(true));
         props.insert("machine_reason".into(), "unsubscribe_link".into());
@@ -484,7 +484,7 @@ fn flag_unsubscribe_token(stack: &AwsStack, raw: &mut RawEvent) {
 }
 
 /// Handles one SES event from EventBridge.
-pub async fn handle(stack: &AwsStack, envelope: &Value) -> Result<Handled, SesEventError> {
+pub async fn handle(services: &AwsServices, envelope: &Value) -> Result<Handled, SesEventError> {
     let envelope = SesEnvelope::read(envelope);
     let ses_event_id = envelope.id.clone().unwrap_or_default();
     let mut raw = match lead_event(envelope)? {
@@ -498,9 +498,9 @@ pub async fn handle(stack: &AwsStack, envelope: &Value) -> Result<Handled, SesEv
             return Ok(Handled::NotEmber);
         }
     };
-    flag_unsubscribe_token(stack, &mut raw);
+    flag_unsubscribe_token(services, &mut raw);
     let kind = raw.kind.as_ref().and_then(Value::as_str).unwrap_or("").to_string();
-    match stack.ember.feedback.email(&raw).await {
+    match services.ember.feedback.email(&raw).await {
         Ok(Some(IngestStatus::Accepted { .. })) => Ok(Handled::Applied { kind, status: "accepted".into() }),
         Ok(Some(IngestStatus::Duplicate { .. })) => Ok(Handled::Applied { kind, status: "duplicate".into() }),
         Ok(Some(IngestStatus::Rejected { reason, .. })) => Err(SesEventError::Refused(reason)),

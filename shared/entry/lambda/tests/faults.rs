@@ -55,7 +55,7 @@ async fn a_send_whose_connection_closes_after_the_request_left_is_unknown_and_ne
 
     // Later runs, with SES answering again, never send that step again.
     for later in [2, 20] {
-        let report = schedule::run(&fx.stack, &drip_at(now + Duration::minutes(later)), far()).await;
+        let report = schedule::run(&fx.services, &drip_at(now + Duration::minutes(later)), far()).await;
         assert_eq!(field(&report.drip, "sent"), 0, "{report:?}");
     }
     assert!(ses_messages_to(&reader).await.is_empty(), "never resent");
@@ -77,10 +77,10 @@ async fn a_send_that_never_connected_is_sent_by_a_later_run() {
     assert_eq!((step, log), (0, vec!["retry".to_string()]), "kept on the step");
 
     // The next run sends it, once.
-    let report = schedule::run(&fx.stack, &drip_at(now + Duration::minutes(2)), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now + Duration::minutes(2)), far()).await;
     assert_eq!(field(&report.drip, "sent"), 1, "{report:?}");
     assert_eq!(ses_messages_to(&reader).await, ["Welcome!"]);
-    let report = schedule::run(&fx.stack, &drip_at(now + Duration::minutes(3)), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now + Duration::minutes(3)), far()).await;
     assert_eq!(field(&report.drip, "sent"), 0, "{report:?}");
     assert_eq!(ses_messages_to(&reader).await.len(), 1);
 }
@@ -109,7 +109,7 @@ async fn a_lost_answer_to_the_drip_claim_still_sends_once() {
     assert_eq!((step, log), (1, vec!["sent".to_string()]));
 
     // After the claim's lease, later runs send nothing more.
-    let report = schedule::run(&fx.stack, &drip_at(now + Duration::minutes(20)), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now + Duration::minutes(20)), far()).await;
     assert_eq!(field(&report.drip, "sent"), 0, "{report:?}");
     assert_eq!(ses_messages_to(&reader).await.len(), 1);
 }
@@ -126,18 +126,18 @@ async fn an_unverified_sender_keeps_the_step_and_fails_the_run() {
 
     // SES answers `MessageRejected: Email address is not verified`: the account is not ready,
     // the message is fine. Nothing is sent, the step is kept, and the run says so.
-    let report = schedule::run(&fx.stack, &drip_at(now), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now), far()).await;
     assert_eq!(field(&report.drip, "sent"), 0, "{report:?}");
     assert_eq!(field(&report.drip, "blocked"), 1, "{report:?}");
     let (step, log) = newsletter(&fx.lead_by_email(&reader).await);
     assert_eq!((step, log), (0, vec!["blocked".to_string()]), "kept on the step, not 'rejected'");
     // Runs while it stays unverified add nothing to the lead.
-    schedule::run(&fx.stack, &drip_at(now + Duration::minutes(6)), far()).await;
+    schedule::run(&fx.services, &drip_at(now + Duration::minutes(6)), far()).await;
     assert_eq!(newsletter(&fx.lead_by_email(&reader).await).1.len(), 1);
 
     // Once the operator verifies the domain, a later run sends the email.
     aws_sdk_sesv2::Client::new(&fx.conf).create_email_identity().email_identity(&domain).send().await.expect("verify");
-    let report = schedule::run(&fx.stack, &drip_at(now + Duration::minutes(12)), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now + Duration::minutes(12)), far()).await;
     assert_eq!(field(&report.drip, "sent"), 1, "{report:?}");
     assert_eq!(field(&report.drip, "blocked"), 0, "{report:?}");
     assert_eq!(ses_messages_to(&reader).await, ["Welcome!"]);
@@ -161,7 +161,7 @@ async fn a_late_retry_of_an_old_schedule_respects_quiet_hours_at_the_real_time()
 
     // The Scheduler retries a run scheduled three hours ago, before quiet hours began: the
     // email would leave now, inside them. It waits for their end.
-    let report = schedule::run(&fx.stack, &drip_at(now - Duration::hours(3)), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(now - Duration::hours(3)), far()).await;
     assert_eq!(field(&report.drip, "sent"), 0, "{report:?}");
     assert!(ses_messages_to(&reader).await.is_empty(), "nothing sent inside quiet hours");
     let lead = fx.lead_by_email(&reader).await;
@@ -171,7 +171,7 @@ async fn a_late_retry_of_an_old_schedule_respects_quiet_hours_at_the_real_time()
     assert!(due >= now + Duration::hours(2) - Duration::minutes(1) && due <= now + Duration::hours(2), "due at the end of quiet hours: {due}");
 
     // The run at the end of quiet hours sends it.
-    let report = schedule::run(&fx.stack, &drip_at(due), far()).await;
+    let report = schedule::run(&fx.services, &drip_at(due), far()).await;
     assert_eq!(field(&report.drip, "sent"), 1, "{report:?}");
     assert_eq!(ses_messages_to(&reader).await, ["Welcome!"]);
 }

@@ -60,17 +60,17 @@ async fn decay_sample_decays_quiet_leads_and_stops_at_the_deadline() {
     let inv: Invocation = serde_json::from_str(&sample("scheduler-decay.json")).expect("a Scheduler input");
 
     // An invocation already past its deadline does nothing and says so.
-    let report = schedule::run(&fx.stack, &inv, Instant::now()).await;
+    let report = schedule::run(&fx.services, &inv, Instant::now()).await;
     let decay = report.decay.expect("decay ran");
     assert!(decay.incomplete && decay.processed == 0, "{decay:?}");
     assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 30);
 
     // On time: the lead, quiet since March 2 (> 90 days), loses 10 points, once.
-    let report = schedule::run(&fx.stack, &inv, far()).await;
+    let report = schedule::run(&fx.services, &inv, far()).await;
     let decay = report.decay.expect("decay ran");
     assert_eq!((decay.processed, decay.incomplete), (1, false), "{decay:?}");
     assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 20);
-    let again = schedule::run(&fx.stack, &inv, far()).await.decay.expect("decay ran");
+    let again = schedule::run(&fx.services, &inv, far()).await.decay.expect("decay ran");
     assert_eq!(again.processed, 0, "a retried run finds nothing due: {again:?}");
     assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], 20);
 }
@@ -85,9 +85,9 @@ async fn drip_sample_sends_through_ses_once() {
         "event_id": unique("nl"), "type": "newsletter_subscribe", "occurred_at": "2026-03-19T10:00:00Z", "email": reader,
     }))
     .unwrap();
-    assert!(fx.stack.ember.ingest.event(&raw).await.is_accepted());
+    assert!(fx.services.ember.ingest.event(&raw).await.is_accepted());
     let inv: Invocation = serde_json::from_str(&sample("scheduler-drip.json")).expect("a Scheduler input");
-    let report = schedule::run(&fx.stack, &inv, far()).await;
+    let report = schedule::run(&fx.services, &inv, far()).await;
     assert_eq!(report.drip.as_ref().map(|r| r.sent), Some(1), "{report:?}");
     assert!(report.sla.is_some(), "drip also raises SLA breaches");
     let to_reader = |ms: Vec<(String, String)>| ms.into_iter().filter(|(to, _)| *to == reader).collect::<Vec<_>>();
@@ -95,7 +95,7 @@ async fn drip_sample_sends_through_ses_once() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].1, "Welcome!");
     // The same invocation again (Scheduler retries): nothing is sent twice.
-    let report = schedule::run(&fx.stack, &inv, far()).await;
+    let report = schedule::run(&fx.services, &inv, far()).await;
     assert_eq!(report.drip.as_ref().map(|r| r.sent), Some(0), "{report:?}");
     assert_eq!(to_reader(ses_messages().await).len(), 1);
 }
@@ -109,8 +109,8 @@ async fn ses_samples_become_lead_events() {
     let before = engagement(&fx.lead_by_email("sample.lead@example.com").await);
 
     let handle = |name: &'static str| {
-        let stack = fx.stack.clone();
-        async move { ses_events::handle(&stack, &sample_json(name)).await.expect(name) }
+        let services = fx.services.clone();
+        async move { ses_events::handle(&services, &sample_json(name)).await.expect(name) }
     };
     assert_eq!(handle("ses-delivery.json").await, Handled::Applied { kind: "email_delivered".into(), status: "accepted".into() });
     assert_eq!(handle("ses-open.json").await, Handled::Applied { kind: "email_open".into(), status: "accepted".into() });
@@ -123,7 +123,7 @@ async fn ses_samples_become_lead_events() {
     assert_eq!(handle("ses-click-scanner.json").await, Handled::Applied { kind: "email_click".into(), status: "accepted".into() });
     let lead = fx.lead_by_email("sample.lead@example.com").await;
     assert_eq!(engagement(&lead), before + 12);
-    let timeline = fx.stack.ember.store().events(&lead.id).await.expect("timeline");
+    let timeline = fx.services.ember.store().events(&lead.id).await.expect("timeline");
     let scanner = timeline.iter().find(|e| e.event.id.ends_with("000000000006")).expect("the scanner click is in the timeline");
     assert!(scanner.event.machine, "flagged as machine traffic");
 
@@ -136,15 +136,15 @@ async fn ses_samples_become_lead_events() {
     // Types Ember does not track are acknowledged; unknown addresses create nothing.
     let mut send = sample_json("ses-delivery.json");
     send["detail"]["eventType"] = json!("Send");
-    assert_eq!(ses_events::handle(&fx.stack, &send).await.unwrap(), Handled::Ignored { event_type: "Send".into() });
+    assert_eq!(ses_events::handle(&fx.services, &send).await.unwrap(), Handled::Ignored { event_type: "Send".into() });
     let mut stranger = sample_json("ses-open.json");
     stranger["id"] = json!(unique("ev"));
     stranger["detail"]["mail"]["destination"] = json!(["nobody-here@example.com"]);
-    assert_eq!(ses_events::handle(&fx.stack, &stranger).await.unwrap(), Handled::NoLead);
+    assert_eq!(ses_events::handle(&fx.services, &stranger).await.unwrap(), Handled::NoLead);
     let nobody = ember_service::ports::Identity::Email("nobody-here@example.com".into());
-    assert!(fx.stack.ember.lead_by(&nobody).await.unwrap().is_none());
+    assert!(fx.services.ember.lead_by(&nobody).await.unwrap().is_none());
     // Not an SES event: a clear error.
-    let err = ses_events::handle(&fx.stack, &json!({"id": "x", "detail": {}})).await.unwrap_err().to_string();
+    let err = ses_events::handle(&fx.services, &json!({"id": "x", "detail": {}})).await.unwrap_err().to_string();
     assert!(err.contains("eventType"), "{err}");
 }
 
@@ -218,7 +218,7 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
     let mut event = sample_json("bus-lead-qualified.json");
     event["detail"]["lead_id"] = json!(lead.id);
     event["detail"]["data"]["lead_id"] = json!(lead.id);
-    assert_eq!(bus_events::handle(&fx.stack, &event).await.unwrap(), "msg_sample_qualified");
+    assert_eq!(bus_events::handle(&fx.services, &event).await.unwrap(), "msg_sample_qualified");
     let got = receiver.take();
     assert_eq!(got.len(), 1);
     let (h, body) = &got[0];
@@ -236,14 +236,14 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
     receiver.set_status(503);
     let mut failing = event.clone();
     failing["detail"]["id"] = json!("msg_sample_failing");
-    assert!(bus_events::handle(&fx.stack, &failing).await.is_ok());
+    assert!(bus_events::handle(&fx.services, &failing).await.is_ok());
     assert_eq!(receiver.take().len(), 3);
     let letters = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&conf), dlq.clone());
     assert_eq!(letters.len().await.unwrap(), 1);
 
     // Back up: the replay delivers it (same id, fresh signature) and empties the queue.
     receiver.set_status(200);
-    let report = fx.stack.handoff.replay(10, std::time::Duration::from_secs(60)).await.unwrap();
+    let report = fx.services.handoff.replay(10, std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!(report.delivered, 1, "{report:?}");
     let got = receiver.take();
     assert_eq!(got[0].0.get("webhook-id").unwrap(), "msg_sample_failing");
@@ -252,7 +252,7 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
     // What the dead-letter queue holds names the lead but not the person.
     receiver.set_status(503);
     failing["detail"]["id"] = json!("msg_sample_failing_again");
-    assert!(bus_events::handle(&fx.stack, &failing).await.is_ok());
+    assert!(bus_events::handle(&fx.services, &failing).await.is_ok());
     receiver.take();
     let raw = aws_sdk_sqs::Client::new(&conf).receive_message().queue_url(&dlq).visibility_timeout(0).send().await.unwrap();
     let text: String = raw.messages().iter().filter_map(|m| m.body()).collect();
@@ -263,11 +263,11 @@ async fn handoff_sample_signs_webhooks_and_keeps_failures_for_replay() {
     let mut erased = event.clone();
     erased["detail"]["id"] = json!("msg_sample_erased");
     erased["detail"]["lead_id"] = json!("ld_erased_since");
-    assert!(bus_events::handle(&fx.stack, &erased).await.is_ok());
+    assert!(bus_events::handle(&fx.services, &erased).await.is_ok());
     assert!(receiver.take().is_empty(), "nothing is sent about an erased lead");
 
     // Not an Ember message: the invocation fails (the rule's retries and DLQ take it).
-    assert!(bus_events::handle(&fx.stack, &json!({"detail": {"nope": 1}})).await.is_err());
+    assert!(bus_events::handle(&fx.services, &json!({"detail": {"nope": 1}})).await.is_err());
 }
 
 #[tokio::test]
@@ -297,7 +297,7 @@ async fn failed_bus_messages_are_replayed_through_the_handoff() {
         sqs.send_message().queue_url(&failed).message_body(body).send().await.unwrap();
     }
     let queue = ember_aws::SqsFailedMessages::new(sqs.clone(), failed.clone());
-    let report = fx.stack.handoff.replay_failed(&queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
+    let report = fx.services.handoff.replay_failed(&queue, 10, std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!((report.delivered, report.erased, report.skipped, report.failed), (1, 1, 1, 0), "{report:?}");
     let got = receiver.take();
     assert_eq!(got.len(), 1, "one webhook, for the lead that exists");
@@ -382,7 +382,7 @@ async fn api_samples_on_the_default_route_base64_and_the_trackers_beacon() {
     let (status, body) = fx.http(&sample("http-beacon-events.json")).await;
     assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)), "{body}");
     let anon = ember_service::ports::Identity::Anonymous("anon-beacon-1".into());
-    let visitor = fx.stack.ember.lead_by(&anon).await.unwrap().expect("the beacon's visitor");
+    let visitor = fx.services.ember.lead_by(&anon).await.unwrap().expect("the beacon's visitor");
     assert_eq!(visitor.scores["engagement"], 10, "the pricing page");
     let (_, again) = fx.http(&sample("http-beacon-events.json")).await;
     assert_eq!(again["duplicate"], 1, "a beacon sent twice counts once: {again}");
@@ -406,14 +406,14 @@ async fn ses_feedback_that_is_not_engagement_scores_nothing() {
     let lead = fx.lead_by_email("sample.lead@example.com").await;
     let before = lead.scores["engagement"];
     let handle = |event: Value| {
-        let stack = fx.stack.clone();
-        async move { ses_events::handle(&stack, &event).await.expect("handled") }
+        let services = fx.services.clone();
+        async move { ses_events::handle(&services, &event).await.expect("handled") }
     };
     let timeline_entry = |id: &'static str| {
         let fx = &fx;
         let lead_id = lead.id.clone();
         async move {
-            let events = fx.stack.ember.store().events(&lead_id).await.expect("timeline");
+            let events = fx.services.ember.store().events(&lead_id).await.expect("timeline");
             events.into_iter().find(|e| e.event.id == format!("ses:{id}"))
         }
     };
@@ -433,7 +433,7 @@ async fn ses_feedback_that_is_not_engagement_scores_nothing() {
     assert!(entry.event.machine, "{:?}", entry.event);
     assert_eq!(fx.lead_by_email("sample.lead@example.com").await.scores["engagement"], before, "no points for leaving");
     // The same on a custom link domain: recognised by its valid unsubscribe token.
-    let url = fx.stack.ember.composer().unsubscribe_url(&lead.id);
+    let url = fx.services.ember.composer().unsubscribe_url(&lead.id);
     let token = url.split("token=").nth(1).expect("a token");
     let mut custom = sample_json("ses-click-unsubscribe.json");
     custom["id"] = json!("5a1d0001-0000-4000-8000-000000000017");
@@ -466,11 +466,11 @@ async fn ses_bounce_kinds_and_untracked_types_in_their_real_shapes() {
 
     // Soft bounces are recorded with their kind, and suppress nothing.
     for (name, kind) in [("ses-bounce-transient.json", "Transient"), ("ses-bounce-undetermined.json", "Undetermined")] {
-        let handled = ses_events::handle(&fx.stack, &sample_json(name)).await.expect(name);
+        let handled = ses_events::handle(&fx.services, &sample_json(name)).await.expect(name);
         assert_eq!(handled, Handled::Applied { kind: "email_bounced".into(), status: "accepted".into() }, "{name}");
         let lead = fx.lead_by_email("sample.lead@example.com").await;
         assert!(lead.consent.bounced_at.is_none() && lead.consent.subscribed() == before.consent.subscribed(), "{name}: {:?}", lead.consent);
-        let events = fx.stack.ember.store().events(&lead.id).await.unwrap();
+        let events = fx.services.ember.store().events(&lead.id).await.unwrap();
         let e = events.iter().find(|e| e.event.kind == "email_bounced" && e.event.properties["bounce_type"] == kind).expect(name);
         assert!(e.event.properties.contains_key("bounce_sub_type"), "{name}: {:?}", e.event.properties);
     }
@@ -482,7 +482,7 @@ async fn ses_bounce_kinds_and_untracked_types_in_their_real_shapes() {
         ("ses-reject.json", "Reject"),
         ("ses-subscription.json", "Subscription"),
     ] {
-        let handled = ses_events::handle(&fx.stack, &sample_json(name)).await.expect(name);
+        let handled = ses_events::handle(&fx.services, &sample_json(name)).await.expect(name);
         assert_eq!(handled, Handled::Ignored { event_type: event_type.into() }, "{name}");
     }
     let after = fx.lead_by_email("sample.lead@example.com").await;
@@ -496,7 +496,7 @@ async fn the_stack_refuses_to_start_without_the_unsubscribe_secret() {
     // The example model has templates: without the key, every link it sends would be broken.
     for missing in [json!({"EMBER_UNSUBSCRIBE_SECRET": ""}), json!({"EMBER_UNSUBSCRIBE_SECRET": "   "})] {
         let err = match try_fixture(Options { secret: Some(missing), ..Options::default() }).await {
-            Ok(_) => panic!("the stack started without EMBER_UNSUBSCRIBE_SECRET"),
+            Ok(_) => panic!("the services started without EMBER_UNSUBSCRIBE_SECRET"),
             Err(e) => e.to_string(),
         };
         assert!(err.contains("EMBER_UNSUBSCRIBE_SECRET") && err.contains("templates"), "{err}");

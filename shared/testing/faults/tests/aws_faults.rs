@@ -26,7 +26,7 @@ use ember_aws::Settings;
 use ember_delivery::RetryPolicy;
 use ember_faults::{Fault, FaultPlan, FaultProxy, Peer, Receiver};
 use ember_lambda::schedule::{self, Invocation};
-use ember_lambda::{AwsStack, StackConfig, bus_events};
+use ember_lambda::{AwsServices, AwsConfig, bus_events};
 use ember_scoring::Lead;
 use ember_service::ports::Identity;
 use serde_json::{Value, json};
@@ -79,8 +79,8 @@ async fn faulted(proxy: &FaultProxy) -> SdkConfig {
     conf_with(&proxy.url(), Duration::from_secs(2)).await
 }
 
-fn stack(conf: &SdkConfig, table: &str, bus: Option<String>, dlq: Option<String>, webhook_url: Option<String>) -> AwsStack {
-    let cfg = StackConfig {
+fn services(conf: &SdkConfig, table: &str, bus: Option<String>, dlq: Option<String>, webhook_url: Option<String>) -> AwsServices {
+    let cfg = AwsConfig {
         model: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../examples/b2b-saas.yaml"),
         table: table.into(),
         bus,
@@ -99,7 +99,7 @@ fn stack(conf: &SdkConfig, table: &str, bus: Option<String>, dlq: Option<String>
         secret["CRM_WEBHOOK_SECRET"] = json!(WEBHOOK_SECRET);
     }
     let settings = Settings::parse("fault-injection", &secret.to_string()).expect("settings");
-    AwsStack::build(conf, &cfg, settings).expect("stack")
+    AwsServices::build(conf, &cfg, settings).expect("services")
 }
 
 async fn table(direct: &SdkConfig) -> String {
@@ -118,7 +118,7 @@ struct Sent {
 
 /// Posts one event through the router, as the ingest function would get it, retrying with the
 /// same event id until the answer is `accepted` or `duplicate` (the tracker's behaviour).
-async fn post_until_stored(stack: &AwsStack, event: &Value, sent: &mut Sent) {
+async fn post_until_stored(services: &AwsServices, event: &Value, sent: &mut Sent) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         sent.requests += 1;
@@ -127,7 +127,7 @@ async fn post_until_stored(stack: &AwsStack, event: &Value, sent: &mut Sent) {
             .header("content-type", "application/json")
             .body(Body::from(event.to_string()))
             .unwrap();
-        let resp = ember_lambda::http::router(stack).oneshot(req).await.expect("router answers");
+        let resp = ember_lambda::http::router(services).oneshot(req).await.expect("router answers");
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -151,17 +151,17 @@ async fn post_until_stored(stack: &AwsStack, event: &Value, sent: &mut Sent) {
 
 /// Sends every lead's events in order, `clients` leads at a time (each client owns its leads,
 /// so each lead's events keep their order, as one browser's would).
-async fn ingest_all(stack: &AwsStack, per_lead: &[Vec<Value>], clients: usize) -> Sent {
+async fn ingest_all(services: &AwsServices, per_lead: &[Vec<Value>], clients: usize) -> Sent {
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let stack = stack.clone();
+        let services = services.clone();
         let mine: Vec<Vec<Value>> = per_lead.iter().skip(c).step_by(clients).cloned().collect();
         tasks.push(tokio::spawn(async move {
             let mut sent = Sent::default();
             for events in mine {
                 for e in events {
                     sent.events += 1;
-                    post_until_stored(&stack, &e, &mut sent).await;
+                    post_until_stored(&services, &e, &mut sent).await;
                 }
             }
             sent
@@ -218,13 +218,13 @@ fn workload(tag: &str, leads: usize, seed: u64, qualify: bool) -> Vec<Vec<Value>
         .collect()
 }
 
-async fn lead(stack: &AwsStack, email: &str) -> Lead {
-    stack.ember.lead_by(&Identity::Email(email.into())).await.expect("store").unwrap_or_else(|| panic!("lead {email} exists"))
+async fn lead(services: &AwsServices, email: &str) -> Lead {
+    services.ember.lead_by(&Identity::Email(email.into())).await.expect("store").unwrap_or_else(|| panic!("lead {email} exists"))
 }
 
 /// Event ids in a lead's stored timeline (Ember's own `ember.*` entries left out).
-async fn timeline_ids(stack: &AwsStack, lead_id: &str) -> Vec<String> {
-    let events = stack.ember.store().events(lead_id).await.expect("timeline");
+async fn timeline_ids(services: &AwsServices, lead_id: &str) -> Vec<String> {
+    let events = services.ember.store().events(lead_id).await.expect("timeline");
     events.into_iter().map(|e| e.event.id).filter(|id| !id.starts_with("sys:")).collect()
 }
 
@@ -248,13 +248,13 @@ async fn dynamodb_ingest_under_faults_applies_every_event_once() {
     let tag = unique("ddb");
     let work = workload(&tag, 24, seed(), true);
 
-    let oracle = stack(&direct, &table(&direct).await, None, None, None);
+    let oracle = services(&direct, &table(&direct).await, None, None, None);
     let clean = ingest_all(&oracle, &work, 1).await;
     let faulted_table = table(&direct).await;
-    let under_faults = stack(&faulty, &faulted_table, None, None, None);
+    let under_faults = services(&faulty, &faulted_table, None, None, None);
     let sent = ingest_all(&under_faults, &work, 6).await;
     proxy.calm();
-    let reader = stack(&direct, &faulted_table, None, None, None);
+    let reader = services(&direct, &faulted_table, None, None, None);
 
     let (mut lost, mut doubled) = (0, 0);
     for (i, events) in work.iter().enumerate() {
@@ -312,7 +312,7 @@ async fn ses_drip_under_faults_sends_no_step_twice_and_loses_none() {
         })
         .collect();
     let table = table(&direct).await;
-    let st = stack(&faulty, &table, None, None, None);
+    let st = services(&faulty, &table, None, None, None);
     let sent = ingest_all(&st, &work, 4).await;
 
     // Drip runs a minute apart under faults (the Scheduler's), then, faults over, until
@@ -325,7 +325,7 @@ async fn ses_drip_under_faults_sends_no_step_twice_and_loses_none() {
     for m in 9..=11 {
         reports.push(schedule::run(&st, &drip_at(t0 + chrono::Duration::minutes(m)), Instant::now() + Duration::from_secs(120)).await);
     }
-    let reader = stack(&direct, &table, None, None, None);
+    let reader = services(&direct, &table, None, None, None);
     let held = ses_accepted(&proxy);
     let (mut duplicates, mut lost, mut unknown, mut delivered, mut pending) = (0, 0, 0, 0, 0);
     for i in 0..leads {
@@ -428,7 +428,7 @@ async fn eventbridge_handoff_and_dead_letters_under_faults_lose_nothing() {
     let faulty = faulted(&aws_proxy).await;
     let hook_url = format!("{}/hooks/crm", hook_proxy.url());
     let table = table(&direct).await;
-    let st = stack(&faulty, &table, Some(bus.clone()), Some(dlq.clone()), Some(hook_url.clone()));
+    let st = services(&faulty, &table, Some(bus.clone()), Some(dlq.clone()), Some(hook_url.clone()));
     let tag = unique("eb");
     let work = workload(&tag, 20, seed(), true);
     let sent = ingest_all(&st, &work, 4).await;
@@ -473,7 +473,7 @@ async fn eventbridge_handoff_and_dead_letters_under_faults_lose_nothing() {
     }
 
     // What should have been published: one lead.qualified per handoff stage entered.
-    let reader = stack(&direct, &table, None, None, None);
+    let reader = services(&direct, &table, None, None, None);
     let mut expected = BTreeSet::new();
     let mut outbox_left = 0;
     for i in 0..work.len() {
@@ -540,7 +540,7 @@ async fn handoff_fails_when_neither_the_crm_nor_the_dead_letter_queue_takes_the_
     .await
     .expect("proxy");
     let table = table(&direct).await;
-    let st = stack(&faulted(&aws_proxy).await, &table, None, Some(dlq.clone()), Some(format!("{}/hooks/crm", hook_proxy.url())));
+    let st = services(&faulted(&aws_proxy).await, &table, None, Some(dlq.clone()), Some(format!("{}/hooks/crm", hook_proxy.url())));
     let envelope = json!({"detail-type": "lead.qualified", "source": "ember", "detail": {
         "id": unique("msg"), "type": "lead.qualified", "at": "2026-03-02T09:00:00Z", "lead_id": "ld_suspected",
         "data": {"lead_id": "ld_suspected", "stage": "sql"}}});

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use axum::body::Body;
 use ember_aws::Settings;
 use ember_delivery::RetryPolicy;
-use ember_lambda::{AwsStack, StackConfig, StackError, http};
+use ember_lambda::{AwsServices, AwsConfig, StartError, http};
 use ember_scoring::Lead;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -102,8 +102,8 @@ pub fn model_variant(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
 /// The stack of one test: a fresh table (and whatever else the test asks for) on moto.
 pub struct Fixture {
     pub conf: SdkConfig,
-    pub stack: AwsStack,
-    pub cfg: StackConfig,
+    pub services: AwsServices,
+    pub cfg: AwsConfig,
     pub settings: Settings,
 }
 
@@ -117,15 +117,15 @@ pub struct Options {
 }
 
 pub async fn fixture(opts: Options) -> Fixture {
-    try_fixture(opts).await.expect("stack")
+    try_fixture(opts).await.expect("services")
 }
 
 /// [`fixture`], answering why the stack does not start when it does not.
-pub async fn try_fixture(opts: Options) -> Result<Fixture, StackError> {
+pub async fn try_fixture(opts: Options) -> Result<Fixture, StartError> {
     let conf = conf().await;
     let table = unique("ember-fn-test");
     ember_store_dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table).await.expect("create table");
-    let cfg = StackConfig {
+    let cfg = AwsConfig {
         model: opts.model.unwrap_or_else(|| repo("examples/b2b-saas.yaml")),
         table,
         bus: opts.bus,
@@ -144,15 +144,15 @@ pub async fn try_fixture(opts: Options) -> Result<Fixture, StackError> {
         secret.as_object_mut().unwrap().extend(extra);
     }
     let settings = Settings::parse("test-secret", &secret.to_string()).expect("settings");
-    let stack = AwsStack::build(&conf, &cfg, settings.clone())?;
-    Ok(Fixture { conf, stack, cfg, settings })
+    let services = AwsServices::build(&conf, &cfg, settings.clone())?;
+    Ok(Fixture { conf, services, cfg, settings })
 }
 
 impl Fixture {
     /// Another container of the same stack (same table, model and secret) whose clients use
     /// `conf`: a proxy in front of moto, or SES somewhere else.
-    pub fn container(&self, conf: &SdkConfig) -> AwsStack {
-        AwsStack::build(conf, &self.cfg, self.settings.clone()).expect("stack")
+    pub fn container(&self, conf: &SdkConfig) -> AwsServices {
+        AwsServices::build(conf, &self.cfg, self.settings.clone()).expect("services")
     }
 
     /// Sends an HTTP API (payload 2.0) event through the router, as `lambda_http` would.
@@ -160,7 +160,7 @@ impl Fixture {
         let req = lambda_http::request::from_str(event).expect("an API Gateway HTTP API event");
         let (parts, body) = req.into_parts();
         let req = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
-        let resp = http::router(&self.stack).oneshot(req).await.expect("router answers");
+        let resp = http::router(&self.services).oneshot(req).await.expect("router answers");
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -168,7 +168,7 @@ impl Fixture {
 
     pub async fn lead_by_email(&self, email: &str) -> Lead {
         let id = ember_service::ports::Identity::Email(email.into());
-        self.stack.ember.lead_by(&id).await.expect("store").expect("the lead exists")
+        self.services.ember.lead_by(&id).await.expect("store").expect("the lead exists")
     }
 
     /// Subscribes a new reader (the newsletter campaign's first step is due at `at`).
@@ -178,7 +178,7 @@ impl Fixture {
             "event_id": unique("nl"), "type": "newsletter_subscribe", "occurred_at": at.to_rfc3339(), "email": reader,
         }))
         .unwrap();
-        assert!(self.stack.ember.ingest.event(&raw).await.is_accepted());
+        assert!(self.services.ember.ingest.event(&raw).await.is_accepted());
         reader
     }
 }

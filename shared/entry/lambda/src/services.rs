@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// What can stop a container from starting. Each names the setting at fault.
 #[derive(Debug, thiserror::Error)]
-pub enum StackError {
+pub enum StartError {
     /// A required environment variable is missing.
     #[error("{0} is not set")]
     Missing(&'static str),
@@ -43,9 +43,9 @@ pub enum StackError {
     Timeouts(String),
 }
 
-/// Where everything is. [`StackConfig::from_env`] reads the function's environment.
+/// Where everything is. [`AwsConfig::from_env`] reads the function's environment.
 #[derive(Debug, Clone)]
-pub struct StackConfig {
+pub struct AwsConfig {
     /// Model file (`EMBER_MODEL`, in the stack's layer: `/opt/ember/model.yaml`).
     pub model: PathBuf,
     /// DynamoDB table (`EMBER_TABLE`).
@@ -66,13 +66,13 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-impl StackConfig {
+impl AwsConfig {
     /// From the environment.
-    pub fn from_env() -> Result<StackConfig, StackError> {
-        ember_aws::sdk::timeouts(var).map_err(StackError::Timeouts)?;
-        Ok(StackConfig {
+    pub fn from_env() -> Result<AwsConfig, StartError> {
+        ember_aws::sdk::timeouts(var).map_err(StartError::Timeouts)?;
+        Ok(AwsConfig {
             model: var("EMBER_MODEL").unwrap_or_else(|| "/opt/ember/model.yaml".into()).into(),
-            table: var("EMBER_TABLE").ok_or(StackError::Missing("EMBER_TABLE"))?,
+            table: var("EMBER_TABLE").ok_or(StartError::Missing("EMBER_TABLE"))?,
             bus: var("EMBER_BUS"),
             configuration_set: var("EMBER_SES_CONFIGURATION_SET"),
             public_url: var("EMBER_PUBLIC_URL").unwrap_or_default(),
@@ -84,7 +84,7 @@ impl StackConfig {
 
 /// The services and adapters of one container.
 #[derive(Clone)]
-pub struct AwsStack {
+pub struct AwsServices {
     /// The services.
     pub ember: Ember,
     /// Webhooks to the CRM.
@@ -134,15 +134,15 @@ pub fn lambda_retry_policy() -> RetryPolicy {
     RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(16)])
 }
 
-impl AwsStack {
+impl AwsServices {
     /// Reads the environment and the secret, then builds everything.
-    pub async fn from_env() -> Result<AwsStack, StackError> {
+    pub async fn from_env() -> Result<AwsServices, StartError> {
         let started = std::time::Instant::now();
         let conf = ember_aws::sdk_config().await;
         let config_done = started.elapsed();
         let settings = Settings::load(&conf).await?;
         let settings_done = started.elapsed();
-        let stack = AwsStack::build(&conf, &StackConfig::from_env()?, settings)?;
+        let services = AwsServices::build(&conf, &AwsConfig::from_env()?, settings)?;
         let done = started.elapsed();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::info!(
@@ -152,13 +152,13 @@ impl AwsStack {
             services_ms = ms(done - settings_done),
             "container ready"
         );
-        Ok(stack)
+        Ok(services)
     }
 
     /// Builds the services over the AWS clients of `conf`.
-    pub fn build(conf: &SdkConfig, cfg: &StackConfig, settings: Settings) -> Result<AwsStack, StackError> {
+    pub fn build(conf: &SdkConfig, cfg: &AwsConfig, settings: Settings) -> Result<AwsServices, StartError> {
         let model = model_files::load_model_with(&cfg.model, &|name| settings.get(name))
-            .map_err(|errors| StackError::Model { path: cfg.model.display().to_string(), errors })?;
+            .map_err(|errors| StartError::Model { path: cfg.model.display().to_string(), errors })?;
         for w in &model.warnings {
             tracing::warn!(warning = %w, "model");
         }
@@ -183,8 +183,8 @@ impl AwsStack {
             dead_letters,
             copies: Vec::new(),
         };
-        let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(StackError::Keys)?;
+        let api = ember_http::ApiConfig::from_settings(|n| settings.get(n)).map_err(StartError::Keys)?;
         let Services { ember, handoff } = wire(Arc::new(model), compose, adapters)?;
-        Ok(AwsStack { ember, handoff, store, settings, api })
+        Ok(AwsServices { ember, handoff, store, settings, api })
     }
 }
