@@ -9,9 +9,9 @@ use std::collections::HashMap;
 /// A DynamoDB item (or key).
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Partition key attribute.
+/// Name of the partition key attribute (a string, e.g. `LEAD#<id>`).
 pub(crate) const PK: &str = "PK";
-/// Sort key attribute.
+/// Name of the sort key attribute (a string, e.g. [`PROFILE`]).
 pub(crate) const SK: &str = "SK";
 /// Sort key of a lead item.
 pub(crate) const PROFILE: &str = "PROFILE";
