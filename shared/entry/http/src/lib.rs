@@ -38,7 +38,7 @@ use std::sync::{Arc, LazyLock};
 
 mod reports;
 
-/// Largest request body.
+/// Largest request body any route accepts, in bytes (256 KiB); a larger one gets 413.
 pub const MAX_BODY: usize = 256 * 1024;
 
 /// The OpenAPI 3.1 description of this API (`docs/openapi.yaml`), served at `/v1/openapi.yaml`.
