@@ -80,7 +80,7 @@ pub(crate) fn dedupe_pk(event_id: &str) -> String {
     format!("EVTID#{event_id}")
 }
 
-/// A primary key.
+/// An item holding only the `PK` and `SK` attributes: a key for `GetItem`/`DeleteItem`, or the start of an item.
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
 }

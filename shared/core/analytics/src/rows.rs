@@ -66,7 +66,7 @@ pub fn validate_history(raw: &RawEvent, now: Time) -> Result<Event, String> {
 pub enum Target {
     /// The lead's email.
     Email,
-    /// A cookie id.
+    /// The row's `anonymous_id` (a visitor id from the other tool).
     AnonymousId,
     /// The time the row's event happened (`created_at`).
     OccurredAt,

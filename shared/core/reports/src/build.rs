@@ -151,7 +151,7 @@ pub struct CampaignsReport {
 /// Channel costs for the period (`source/medium` → amount).
 pub type Costs = BTreeMap<String, f64>;
 
-/// A score bin.
+/// One bar of a score histogram: how many new leads currently score within `from..=to`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreBin {
     /// Lowest score of the bin.

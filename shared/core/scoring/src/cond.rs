@@ -8,7 +8,7 @@ use crate::model::Span;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// A condition.
+/// A matcher or lead predicate as parsed from the model file (see the module docs for which variants each may use).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     /// Every one holds (an empty list holds).

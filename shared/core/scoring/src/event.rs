@@ -95,7 +95,7 @@ pub struct RawEvent {
     pub context: Option<Value>,
 }
 
-/// A validated event.
+/// An event that passed [`RawEvent::validate`]: normalized, with an id and a time; what the timeline stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The client's `event_id`, or `ev_` + a UUIDv7 when it sent none; repeats are deduplicated on it.

@@ -104,7 +104,7 @@ pub struct Lead {
     pub event_count: u64,
 }
 
-/// A stage entered.
+/// One entry of [`Lead::stage_history`]: a stage the lead entered, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageEntry {
     /// Id of the stage entered.

@@ -114,7 +114,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A new error.
+    /// An error answered as `status` with `{"error": {"code", "message"}}`; `code` is the stable, machine-readable part.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }
