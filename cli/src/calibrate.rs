@@ -77,9 +77,9 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 /// A history file read and validated: the events grouped per lead, and the rejected lines.
 pub struct LoadedHistory {
-    /// Per lead.
+    /// One history per lead (email, or anonymous id), each oldest event first.
     pub histories: Vec<History>,
-    /// Events accepted.
+    /// Lines that validated as events, over all histories.
     pub events: u64,
     /// Lines that could not be used.
     pub rejected: Vec<Rejected>,
@@ -221,7 +221,7 @@ pub fn run_calibrate(args: CalibrateArgs) -> Result<bool> {
     Ok(true)
 }
 
-/// Prints backtest figures.
+/// Prints backtest figures as text: counts, precision, recall, lead time.
 pub fn print_figures(f: &Figures) {
     println!("model {} — MQL = stage `{}` or later", f.model, f.mql_stage);
     println!("  leads {}, bought {}, MQLs {} ({:.1} % of leads), MQLs that bought {}", f.leads, f.buyers, f.mqls, f.mql_rate * 100.0, f.true_positives);

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Options.
+/// The flags of `ember dev` (each also read from its `EMBER_*` variable where one is named).
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Model file.
+    /// Model file to score with (YAML, SPEC §2).
     #[arg(long, env = "EMBER_MODEL", default_value = "examples/b2b-saas.yaml")]
     pub model: PathBuf,
     /// Address to listen on.

@@ -32,7 +32,7 @@ use std::sync::Arc;
 /// Rows between two checkpoint saves.
 pub const CHECKPOINT_EVERY: u64 = 200;
 
-/// Options.
+/// The arguments of `ember import`: what to import (`events` or `leads`) and where.
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     #[command(subcommand)]
@@ -67,13 +67,13 @@ enum What {
 /// Where the import goes.
 #[derive(Debug, clap::Args)]
 struct Common {
-    /// Model file.
+    /// Model file the events are scored with (YAML).
     #[arg(long, env = "EMBER_MODEL", default_value = "examples/b2b-saas.yaml")]
     model: PathBuf,
     /// Data folder (as for `ember dev`): the embedded store, checkpoints, recorded webhooks.
     #[arg(long, env = "EMBER_DATA", default_value = ".ember")]
     data: PathBuf,
-    /// Store to import into.
+    /// Store to import into (embedded: `<data>/ember.db`; dynamodb: table `EMBER_TABLE`).
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
     store: StoreKind,
     /// Imports the whole file again even if a checkpoint says it is done.
@@ -84,7 +84,7 @@ struct Common {
     deliver_webhooks: bool,
 }
 
-/// Which store.
+/// The store an import writes to (`--store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum StoreKind {
     /// `<data>/ember.db`.

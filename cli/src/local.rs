@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 /// The local services and the adapters worth reaching directly.
 pub struct LocalServices {
-    /// The services.
+    /// The use cases, over the local store.
     pub ember: Ember,
     /// The handoff service (webhooks to the CRM).
     pub handoff: Arc<Handoff>,
-    /// The outbox mailer.
+    /// The outbox under the data folder, where local mode writes every email as an `.eml` file.
     pub outbox: Arc<OutboxMailer>,
 }
 
@@ -30,9 +30,9 @@ pub struct LocalOptions {
     pub public_url: String,
     /// Key for unsubscribe tokens.
     pub unsubscribe_secret: Vec<u8>,
-    /// Clock.
+    /// The system clock for `ember dev` and imports, a manual one for scenarios.
     pub clock: Arc<dyn Clock>,
-    /// Webhook sender.
+    /// Sends (or, for webhooks without a URL, records) CRM webhook deliveries.
     pub webhooks: Arc<dyn WebhookSender>,
     /// The mailer (default: the outbox under the data folder).
     pub mailer: Option<Arc<dyn Mailer>>,
@@ -137,7 +137,7 @@ impl ScenarioHarness {
         &self.services.ember
     }
 
-    /// On any store.
+    /// On `store` (embedded or DynamoDB), with the outbox as mailer.
     pub fn with_store(model: Arc<Model>, store: Arc<dyn Store>, dir: &Path, start: Time) -> Result<ScenarioHarness> {
         Self::with_store_and_mailer(model, store, dir, start, None)
     }

@@ -21,14 +21,14 @@ struct Cli {
 enum Command {
     /// Runs Ember on this machine: HTTP API, scheduled jobs, local outbox, embedded store.
     Dev(ember::dev::DevArgs),
-    /// Executable acceptance scenarios.
+    /// Acceptance scenarios: events, clock moves and expectations in YAML (SPEC §5).
     Scenario {
         #[command(subcommand)]
         command: ScenarioCommand,
     },
     /// Checks model files; prints every mistake with its file and path.
     Validate {
-        /// Model files.
+        /// Model files (YAML); the template files and `${VAR}`s they name are checked too.
         #[arg(required = true)]
         models: Vec<PathBuf>,
     },
@@ -70,7 +70,7 @@ enum KeysCommand {
     New(ember::keys::NewArgs),
     /// Prints the configuration entry (`sha256:<hex>`) of an existing key.
     Hash {
-        /// The key.
+        /// A key as issued (`ek_w_…` or `ek_a_…`).
         key: String,
     },
 }

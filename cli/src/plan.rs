@@ -12,7 +12,7 @@ use ember_service::ports::Store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Options.
+/// The flags of `ember plan`.
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// Sales target (customers to win).

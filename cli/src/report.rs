@@ -10,7 +10,7 @@ use ember_service::{ReportQuery, Reports};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Which report.
+/// The report `ember report` prints, named as on the command line (`funnel`, `campaigns`, `quality`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportKind {
     /// Leads per stage, conversion, time between stages, sales cycle; per channel or cohort.
@@ -24,7 +24,7 @@ pub enum ReportKind {
 /// `ember report` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The report.
+    /// Which report to print.
     #[arg(value_enum)]
     pub kind: ReportKind,
     /// Model file (stages, campaigns, score groups, time zone).
@@ -53,7 +53,7 @@ pub struct ReportArgs {
     pub costs: Option<PathBuf>,
 }
 
-/// Prints the report.
+/// Reads the counters of the period from the chosen store and prints the report (a table, or JSON).
 pub async fn run(args: ReportArgs) -> Result<()> {
     crate::init_logs_quiet();
     let model = model_files::load_model(&args.model)

@@ -5,10 +5,10 @@ use anyhow::{Context, Result};
 use ember_service::model_files;
 use std::path::PathBuf;
 
-/// Options.
+/// The flags of `ember scenario run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Scenario files.
+    /// Scenario files (YAML, SPEC §5); each runs on a fresh store.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Store to run against.

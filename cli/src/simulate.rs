@@ -6,10 +6,10 @@ use ember_analytics::simulate::{generate, Spec};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Options.
+/// The flags of `ember simulate`.
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Number of leads.
+    /// Leads in the population (each with its own events; some of them buy).
     #[arg(long, default_value_t = 10_000)]
     pub leads: u64,
     /// Seed: the same seed gives the same population.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Options.
+/// The flags of `ember webhooks replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     /// The model (its `handoff.webhooks` give the URLs and secrets, `${VAR}` from the

@@ -192,7 +192,8 @@ async fn sweep(conf: &aws_config::SdkConfig, model: Arc<Model>, size: usize, now
     Ok(out)
 }
 
-/// Runs both measurements.
+/// Runs the ingest and sweep measurements (counted, not timed) against the DynamoDB stand-in at
+/// `AWS_ENDPOINT_URL`; returns `{"ingest": …, "sweeps": […]}`.
 pub async fn run(model: Arc<Model>, o: Options) -> Result<Value> {
     std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()).context(
         "the DynamoDB benchmark runs against a local stand-in: set AWS_ENDPOINT_URL (e.g. `export AWS_ENDPOINT_URL=$(scripts/moto)`)",

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Options.
+/// The flags of `ember bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Model to score with.
@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Events for the embedded ingest benchmark.
     #[arg(long, default_value_t = 20_000)]
     pub ingest_events: usize,
-    /// Distinct leads.
+    /// Distinct leads the events are spread over (at most 200 with --dynamodb).
     #[arg(long, default_value_t = 1_000)]
     pub leads: usize,
     /// Print JSON instead of a table.

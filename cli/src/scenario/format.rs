@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 /// A parsed scenario file.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// Title.
+    /// The file's `scenario:` text, or its path when absent; printed with the result.
     pub title: String,
     /// File it came from.
     pub file: PathBuf,
     /// Model path (resolved against the scenario's folder).
     pub model: PathBuf,
-    /// Start time.
+    /// The file's `start:` (RFC 3339): the clock's time before the first step; `at:` offsets count from it.
     pub start: Time,
     /// Steps, in order.
     pub steps: Vec<Step>,
@@ -28,11 +28,11 @@ pub struct Step {
     pub index: usize,
     /// Move the clock to start + offset.
     pub at: Option<Span>,
-    /// What to do.
+    /// The step's one action key (`event`, `tick`, `crm`, `expect`…), parsed.
     pub action: Action,
 }
 
-/// Step actions.
+/// What a step does once the clock is moved.
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Only move the clock.
@@ -43,9 +43,9 @@ pub enum Action {
     Tick,
     /// A tick at each `every` after now, up to start + `until`.
     Ticks {
-        /// Interval.
+        /// Time between two ticks, e.g. `1h`.
         every: Span,
-        /// Last offset.
+        /// Offset from the scenario's `start` past which no tick runs.
         until: Span,
     },
     /// CRM feedback (JSON body of `POST /v1/crm/feedback`).
@@ -93,15 +93,15 @@ pub struct Expect {
     pub lead: String,
     /// Exact scores for the groups named.
     pub scores: BTreeMap<String, i64>,
-    /// Stage.
+    /// Stage id the lead must be in; `None` does not check it.
     pub stage: Option<String>,
     /// Tags that must be present.
     pub tags: Vec<String>,
-    /// Temperature.
+    /// Temperature label the lead must have (`none` when it has none).
     pub temperature: Option<String>,
-    /// Quadrant.
+    /// Quadrant label the lead must have (`none` when it has none).
     pub quadrant: Option<String>,
-    /// Campaign statuses.
+    /// Campaign id → status of the lead's latest enrollment in it (`active`, `converted`…, or `none`).
     pub campaigns: BTreeMap<String, String>,
     /// Templates sent since the last expect that listed emails for this lead.
     pub emails: Option<Vec<String>>,

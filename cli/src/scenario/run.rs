@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// What the runner needs from the environment a scenario runs in.
 #[async_trait::async_trait]
 pub trait Harness: Send + Sync {
-    /// The services.
+    /// The use cases the steps drive (events, ticks, CRM feedback) and the expectations read.
     fn ember(&self) -> &Ember;
     /// The clock the services read.
     fn clock(&self) -> &Arc<ManualClock>;
@@ -34,22 +34,23 @@ pub struct Failure {
 /// The result of one scenario.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Title.
+    /// [`Scenario::title`] of the scenario run.
     pub title: String,
-    /// Expectations checked.
+    /// `expect:` steps checked (each may hold several expectations).
     pub checked: usize,
-    /// Failures.
+    /// Every failed expectation or step, in step order; the run goes on after one.
     pub failures: Vec<Failure>,
 }
 
 impl Report {
-    /// Passed.
+    /// Whether no expectation or step failed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
 }
 
-/// Runs one scenario.
+/// Runs one scenario's steps on `h`, starting its clock at the scenario's `start`; an error is
+/// a harness failure, not a failed expectation.
 pub async fn run(scenario: &Scenario, h: &dyn Harness) -> Result<Report> {
     let mut report = Report { title: scenario.title.clone(), checked: 0, failures: Vec::new() };
     let mut now = scenario.start;

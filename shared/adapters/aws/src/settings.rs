@@ -27,28 +27,28 @@ pub enum SettingsError {
     /// Secrets Manager refused or failed.
     #[error("reading the secret {arn}: {message}")]
     Read {
-        /// The secret.
+        /// ARN of the secret, from one of the [`SECRET_ARN_VARS`] variables.
         arn: String,
-        /// Why.
+        /// The Secrets Manager error (access denied, not found, network…).
         message: String,
     },
     /// The secret is not a JSON object of strings.
     #[error("the secret {arn} must be a JSON object of name → string: {message}")]
     Shape {
-        /// The secret.
+        /// ARN of the secret, from one of the [`SECRET_ARN_VARS`] variables.
         arn: String,
-        /// What is wrong.
+        /// The JSON parse error of its `SecretString`.
         message: String,
     },
     /// Two secrets define the same name with different values (which one is meant would be a
     /// guess).
     #[error("{name} is in two secrets with different values, {first} and {second}: keep it in one")]
     Duplicate {
-        /// The setting.
+        /// The setting's name, e.g. `EMBER_WRITE_KEYS`.
         name: String,
-        /// The secret read first.
+        /// ARN of the secret read first.
         first: String,
-        /// The other secret.
+        /// ARN of the later secret that disagrees.
         second: String,
     },
 }

@@ -12,7 +12,7 @@ use aws_sdk_sqs::Client;
 use ember_service::ports::{BusError, DeadLetter, DeadLetters, FailedMessage, FailedMessages, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 
-/// One dead letter.
+/// The JSON body of one dead-letter SQS message: the delivery as it failed, why, and when.
 #[derive(Debug, Serialize, Deserialize)]
 struct Letter {
     delivery: WebhookDelivery,

@@ -53,7 +53,7 @@ impl FileDeadLetters {
         FileDeadLetters { path: path.into(), lock: Mutex::new(()) }
     }
 
-    /// The file.
+    /// The JSON-lines file the letters are kept in (as given to [`FileDeadLetters::new`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -64,7 +64,7 @@ impl FileDeadLetters {
         Ok(self.read()?.0.len())
     }
 
-    /// Whether none waits.
+    /// Whether no letter is waiting to be replayed (reads the file, as [`FileDeadLetters::len`] does).
     pub fn is_empty(&self) -> Result<bool, BusError> {
         Ok(self.len()? == 0)
     }

@@ -19,19 +19,19 @@ pub struct IndexEntry {
     pub send_id: String,
     /// Message-ID.
     pub message_id: String,
-    /// Lead id.
+    /// Id of the recipient lead (`ld_…`); erasure removes the lead's entries by it.
     pub lead_id: String,
-    /// Campaign.
+    /// Id of the campaign whose step sent it.
     pub campaign: String,
-    /// Step index.
+    /// Index of the `send` step in the campaign.
     pub step: usize,
-    /// Template.
+    /// The model's template id.
     pub template: String,
-    /// Recipient.
+    /// The recipient's address.
     pub to: String,
-    /// Subject.
+    /// The subject as rendered for this lead.
     pub subject: String,
-    /// When written.
+    /// When the `.eml` file was written (also the start of its file name), RFC 3339.
     pub at: chrono::DateTime<chrono::Utc>,
     /// The `.eml` file, relative to the outbox folder.
     pub file: String,
@@ -58,7 +58,7 @@ impl OutboxMailer {
         Ok(m)
     }
 
-    /// The folder.
+    /// The folder holding the `.eml` files and `index.jsonl`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -56,7 +56,7 @@ impl FileWebhookRecorder {
         FileWebhookRecorder { path: path.into(), lock: Mutex::new(()) }
     }
 
-    /// The file.
+    /// The JSON-lines file deliveries are appended to (as given to [`FileWebhookRecorder::new`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -251,7 +251,7 @@ pub struct MemoryWebhookRecorder {
 }
 
 impl MemoryWebhookRecorder {
-    /// An empty recorder.
+    /// A recorder holding no delivery yet (the same as `Default`).
     pub fn new() -> MemoryWebhookRecorder {
         MemoryWebhookRecorder::default()
     }

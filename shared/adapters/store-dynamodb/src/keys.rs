@@ -9,9 +9,9 @@ use std::collections::HashMap;
 /// A DynamoDB item (or key).
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Partition key attribute.
+/// Name of the partition key attribute (a string, e.g. `LEAD#<id>`).
 pub(crate) const PK: &str = "PK";
-/// Sort key attribute.
+/// Name of the sort key attribute (a string, e.g. [`PROFILE`]).
 pub(crate) const SK: &str = "SK";
 /// Sort key of a lead item.
 pub(crate) const PROFILE: &str = "PROFILE";
@@ -80,7 +80,7 @@ pub(crate) fn dedupe_pk(event_id: &str) -> String {
     format!("EVTID#{event_id}")
 }
 
-/// A primary key.
+/// An item holding only the `PK` and `SK` attributes: a key for `GetItem`/`DeleteItem`, or the start of an item.
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
 }

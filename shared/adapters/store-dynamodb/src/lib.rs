@@ -237,7 +237,7 @@ impl DynamoStore {
         self
     }
 
-    /// The table name.
+    /// Name of the DynamoDB table (from `EMBER_TABLE` when built from the environment).
     pub fn table(&self) -> &str {
         &self.table
     }

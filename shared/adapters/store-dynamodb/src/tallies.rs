@@ -29,7 +29,7 @@ use ember_service::ports::{StoreError, Tally};
 
 /// Shards of the counter partitions (fixed: readers query every one).
 pub const COUNTER_SHARDS: u32 = 4;
-/// Counter attribute.
+/// Name of the number attribute a counter item adds its increments to (`ADD #n :d`).
 const N: &str = "n";
 
 fn day_text(d: NaiveDate) -> String {

@@ -11,13 +11,13 @@ use ember_scoring::lead::Message;
 use ember_scoring::{Engine, Event, Lead, Outcome, Time};
 use std::sync::Arc;
 
-/// Service failures.
+/// Why a use case failed; the HTTP layer maps `NotFound` to 404 and `Invalid` to 400.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// The store failed.
+    /// The store failed or is unreachable (the HTTP API answers 503: retry later).
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// No such lead.
+    /// The lead named by id or email does not exist (never created, or erased).
     #[error("lead not found")]
     NotFound,
     /// The input is wrong (the message says how).
@@ -59,7 +59,7 @@ pub(crate) struct Core {
 pub(crate) enum Decision<T> {
     /// Write `lead` with these timeline entries; `carry` comes back with the record.
     Write { lead: Lead, events: Vec<StoredEvent>, carry: T },
-    /// Nothing to write.
+    /// The decision changes nothing: no commit, `carry` comes back with the lead as read.
     Keep(T),
 }
 

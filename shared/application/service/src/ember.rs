@@ -66,7 +66,7 @@ impl Ember {
         &self.core.engine
     }
 
-    /// The store.
+    /// The store the services read and commit to (SQLite or DynamoDB).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.core.store
     }
@@ -76,7 +76,7 @@ impl Ember {
         &self.composer
     }
 
-    /// The clock.
+    /// The clock every use case reads "now" from ([`ManualClock`](crate::ports::ManualClock) in tests and scenarios).
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.core.clock
     }

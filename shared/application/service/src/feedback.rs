@@ -13,10 +13,10 @@ use std::sync::Arc;
 /// A CRM feedback request (`POST /v1/crm/feedback`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrmFeedback {
-    /// Lead id.
+    /// The lead's Ember id (`ld_…`); wins over `email` when both are given.
     #[serde(default)]
     pub lead_id: Option<String>,
-    /// Or its email.
+    /// The lead's email, looked up when `lead_id` is absent (one of the two is required).
     #[serde(default)]
     pub email: Option<String>,
     /// `accepted | rejected | recycled | opportunity | won | lost`.
@@ -39,7 +39,7 @@ pub enum FeedbackOutcome {
 }
 
 impl FeedbackOutcome {
-    /// The lead.
+    /// The lead as stored after the request, whether it applied now or earlier.
     pub fn lead(&self) -> &Lead {
         match self {
             FeedbackOutcome::Applied(l) | FeedbackOutcome::Duplicate(l) => l,

@@ -34,7 +34,8 @@ pub const HANDOFF_BUDGET: Duration = Duration::from_secs(100);
 /// readers (queues only), so a letter is never handed to two replays at once.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
 
-/// The handoff service.
+/// The handoff service: signs domain messages for the model's CRM webhooks, sends them, and
+/// replays the dead letters of those that failed.
 pub struct Handoff {
     webhooks: Vec<Webhook>,
     sender: Arc<dyn WebhookSender>,
@@ -47,7 +48,7 @@ pub struct Handoff {
 /// What a replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayReport {
-    /// Delivered now.
+    /// Delivered by this replay (removed from the queue).
     pub delivered: u64,
     /// Failed again (back in the queue).
     pub failed: u64,

@@ -12,31 +12,32 @@ use ember_scoring::{Event, Lead, RawEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// Largest batch.
+/// Most events one `POST /v1/events/batch` may carry; a larger batch is refused whole.
 pub const MAX_BATCH: usize = 100;
 
 /// What happened to one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum IngestStatus {
-    /// Applied.
+    /// Validated and applied: the lead and its timeline are stored.
     Accepted {
-        /// Event id.
+        /// The client's `event_id`, or the `ev_…` id Ember gave it.
         event_id: String,
         /// Lead it was applied to.
         lead_id: String,
     },
     /// Seen before: nothing changed.
     Duplicate {
-        /// Event id.
+        /// The `event_id` already stored.
         event_id: String,
     },
-    /// Not applied.
+    /// Not applied: invalid, refused by a limit, or not stored (then the reason says to retry).
     Rejected {
         /// Event id, when there was a usable one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event_id: Option<String>,
-        /// Why.
+        /// What is wrong, naming the field (``no identity: give `email` or `anonymous_id` ``), or
+        /// `not stored, retry later: …`.
         reason: String,
     },
 }
@@ -319,7 +320,7 @@ fn release(mut owner: LeadRecord, cookie: Option<&Identity>) -> Option<Release> 
 enum Resolve {
     /// A cached hint was stale: resolve again from the store.
     Stale,
-    /// The store failed.
+    /// The store failed: the event is not applied and the error goes to the caller.
     Failed(ServiceError),
 }
 

@@ -43,9 +43,9 @@ impl Job {
 pub struct JobReport {
     /// Leads due and processed.
     pub processed: u64,
-    /// Index entries read.
+    /// Due-index entries read, summed over pages (shows the run reads only what is due).
     pub read: u64,
-    /// Emails sent.
+    /// Emails the mailer accepted (outcome `sent`).
     pub sent: u64,
     /// Leads that failed (left due for the next run).
     pub failed: u64,

@@ -13,9 +13,9 @@ pub use ember_reports::Tally;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Identity {
-    /// Normalized email.
+    /// Trimmed, lower-cased email (see [`ember_scoring::event::normalize_email`]).
     Email(String),
-    /// Website cookie id.
+    /// An event's `anonymous_id`, as sent (a cookie or device id).
     Anonymous(String),
 }
 
@@ -32,7 +32,7 @@ impl Identity {
 /// A lead as stored, with its version for optimistic concurrency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeadRecord {
-    /// The lead.
+    /// The lead state as last committed.
     pub lead: Lead,
     /// Version: 1 on creation, +1 on every commit.
     pub version: u64,
@@ -46,7 +46,7 @@ pub struct StoredEvent {
     pub event: Event,
     /// Lead it was applied to.
     pub lead_id: String,
-    /// What it changed.
+    /// What applying it changed (points, stages, campaigns…), shown on the timeline.
     pub changes: Vec<Change>,
     /// When Ember received it.
     pub received_at: Time,
@@ -56,7 +56,7 @@ pub struct StoredEvent {
 /// now (`None`: it must not exist yet). A merge re-points the anonymous profile's identities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// Identity.
+    /// The email or anonymous id to point at the committed lead.
     pub identity: Identity,
     /// Current owner required for the claim to succeed.
     pub expected_owner: Option<String>,
@@ -80,7 +80,7 @@ pub struct Release {
 /// Everything one change writes, atomically: all of it or none of it.
 #[derive(Debug, Clone)]
 pub struct Commit {
-    /// New lead state.
+    /// The lead state to store; its `id` is the key written.
     pub lead: Lead,
     /// Version the lead must have now (`None`: it must not exist).
     pub expected_version: Option<u64>,
@@ -129,7 +129,7 @@ impl Commit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DueKind {
-    /// Inactivity decay.
+    /// Inactivity decay ([`Due::decay`](ember_scoring::Due::decay)).
     Decay,
     /// Campaign steps (and unpublished messages).
     Drip,
@@ -247,7 +247,7 @@ pub struct DuePage {
     pub read: u64,
 }
 
-/// Store failures.
+/// Why a store call failed: a conflict or duplicate the use case handles, or anything else.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The lead changed since it was read, or an identity was claimed meanwhile: read again and retry.
@@ -294,25 +294,25 @@ pub trait Store: Send + Sync {
 pub struct OutgoingEmail {
     /// Idempotency key of the send.
     pub send_id: String,
-    /// Lead id.
+    /// Id of the recipient lead (`ld_…`).
     pub lead_id: String,
-    /// Campaign id.
+    /// Id of the campaign whose step sends it.
     pub campaign: String,
-    /// Step index.
+    /// Index of the `send` step in the campaign.
     pub step: usize,
-    /// Template id.
+    /// The model's template id (sent as the SES `template` tag and the outbox's `X-Ember-Template`).
     pub template: String,
-    /// Sender.
+    /// The model's `email.from`, as written (`Name <address>` allowed).
     pub from: String,
     /// Reply-to.
     pub reply_to: Option<String>,
-    /// Recipient.
+    /// The lead's normalized email address.
     pub to: String,
-    /// Subject.
+    /// Rendered subject, on one line (line breaks become spaces).
     pub subject: String,
     /// HTML body.
     pub html: String,
-    /// Text body.
+    /// Text part: the template's `text`, or one derived from the HTML when it has none.
     pub text: String,
     /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post`).
     pub headers: Vec<(String, String)>,
@@ -323,11 +323,11 @@ pub struct OutgoingEmail {
 /// Sends email. Implementations retry throttling themselves and report the final outcome.
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    /// Sends one email.
+    /// Sends one email; never fails as a call: every failure is a [`SendOutcome`](ember_scoring::SendOutcome).
     async fn send(&self, email: &OutgoingEmail) -> ember_scoring::SendOutcome;
 }
 
-/// Bus failures.
+/// A publish or a message handling failed; the text says what failed and for which message.
 #[derive(Debug, thiserror::Error)]
 #[error("bus: {0}")]
 pub struct BusError(pub String);
@@ -339,13 +339,13 @@ pub trait Bus: Send + Sync {
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError>;
 }
 
-/// The time.
+/// Where use cases read the current time, so scenarios and tests can set it.
 pub trait Clock: Send + Sync {
-    /// Now.
+    /// The current time, in UTC.
     fn now(&self) -> Time;
 }
 
-/// The system clock.
+/// The machine's UTC clock (`chrono::Utc::now`), for production.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -364,7 +364,7 @@ impl ManualClock {
     pub fn at(t: Time) -> ManualClock {
         ManualClock(std::sync::Mutex::new(Some(t)))
     }
-    /// Moves the clock.
+    /// Sets the time every later `now` returns (forward or back).
     pub fn set(&self, t: Time) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
     }
@@ -391,7 +391,7 @@ pub struct WebhookDelivery {
     pub signature: String,
     /// What the message says happened.
     pub kind: ember_scoring::lead::MessageKind,
-    /// Lead id.
+    /// Id of the lead the message is about (`ld_…`); the handoff reads the lead to fill in its data.
     pub lead_id: String,
     /// JSON body, exactly as signed.
     pub body: String,
@@ -403,16 +403,16 @@ pub struct WebhookDelivery {
 pub enum DeliveryResult {
     /// 2xx.
     Delivered {
-        /// Attempts made.
+        /// HTTP requests made, the successful one included (0 when only recorded locally).
         attempts: u32,
     },
     /// The endpoint answered 410 Gone: disable it.
     Disabled,
     /// Retries exhausted (or a permanent error): goes to the dead-letter queue.
     Failed {
-        /// Last error.
+        /// Why the last attempt failed, e.g. `HTTP 400` or `no time left for an attempt`.
         error: String,
-        /// Attempts made.
+        /// HTTP requests made before giving up (0 when none could be made).
         attempts: u32,
     },
 }
@@ -473,7 +473,7 @@ pub trait FailedMessages: Send + Sync {
 
 /// A place outside the store that keeps copies of what was sent about a lead — the local
 /// outbox, recorded webhooks, local dead letters — and so holds the person's data. Erasure
-/// ([`crate::Ember::erase`]) reaches every one of them; adapters whose copies hold no personal
+/// ([`crate::Erasure::erase`]) reaches every one of them; adapters whose copies hold no personal
 /// data (the bus and the SQS queues: messages travel without it, see
 /// [`ember_scoring::personal`]) need none.
 #[async_trait]

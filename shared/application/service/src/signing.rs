@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Signature problems.
+/// Why a Standard Webhooks signature or an unsubscribe token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     /// The secret is not `whsec_<base64>`.
@@ -29,7 +29,7 @@ pub enum SigningError {
     /// The timestamp is further in the future than the tolerance allows.
     #[error("timestamp too far in the future (tolerance {0} s)")]
     TooNew(i64),
-    /// No signature matched.
+    /// Well-formed, but none of the `v1,` signatures (or the token's MAC) is right for the secret.
     #[error("no signature matches")]
     Mismatch,
     /// The token is malformed.

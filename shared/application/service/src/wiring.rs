@@ -28,7 +28,7 @@ pub enum WiringError {
 pub struct Adapters {
     /// Leads, events, identities, due indexes, counters.
     pub store: Arc<dyn Store>,
-    /// Sends campaign emails.
+    /// Sends campaign emails: SES in AWS, the outbox folder in local mode.
     pub mailer: Arc<dyn Mailer>,
     /// Builds the bus the services publish domain messages to, given the handoff service (an
     /// in-process bus delivers to it; EventBridge reaches the handoff function instead).
@@ -43,10 +43,10 @@ pub struct Adapters {
     pub copies: Vec<Arc<dyn PersonalCopies>>,
 }
 
-/// The wired services.
+/// The wired services: what an entry point (HTTP router, Lambda handler, CLI) is given.
 #[derive(Clone)]
 pub struct Services {
-    /// The use cases.
+    /// The use cases (ingest, jobs, feedback, erasure, reports) over one shared core.
     pub ember: Ember,
     /// Webhooks to the CRM.
     pub handoff: Arc<Handoff>,

@@ -71,16 +71,16 @@ pub fn replay(engine: &Engine, histories: &[History], outcomes: &Outcomes, progr
     out
 }
 
-/// Backtest figures.
+/// What `ember backtest` reports: how well the model's MQL stage predicted who bought.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
-    /// Model name.
+    /// [`Model::name`](ember_scoring::Model::name) of the replayed model.
     pub model: String,
     /// Stage the MQL definition is read from.
     pub mql_stage: String,
-    /// Leads replayed.
+    /// Leads whose history was replayed through the model.
     pub leads: u64,
-    /// Leads that bought.
+    /// Of those, leads with a purchase in the outcomes.
     pub buyers: u64,
     /// Leads that reached the MQL stage or later.
     pub mqls: u64,

@@ -43,7 +43,7 @@ use ember_scoring::{Event, Model, Time};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Calibration settings.
+/// Calibration settings; the defaults are 30 leads of support, 10 prior leads, 25 points at most.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Fewest leads an activity needs before points are suggested.
@@ -139,7 +139,7 @@ pub struct Row {
     pub name: String,
     /// Leads that did it (before buying).
     pub leads: u64,
-    /// Of which bought.
+    /// Of those, leads with a purchase in the outcomes.
     pub converted: u64,
     /// converted / leads.
     pub rate: f64,
@@ -166,7 +166,7 @@ pub struct Row {
 pub struct Table {
     /// Leads in the history.
     pub leads: u64,
-    /// Of which bought.
+    /// Of those, leads with a purchase in the outcomes.
     pub converted: u64,
     /// converted / leads.
     pub base_rate: f64,

@@ -19,19 +19,19 @@ pub enum PlanError {
     /// A `--rates` item is malformed.
     #[error("rate `{item}`: {why} (expected FROM:TO=RATE, e.g. lead:mql=0.2)")]
     Syntax {
-        /// The item.
+        /// The comma-separated item as written, e.g. `lead:mql`.
         item: String,
-        /// What is wrong.
+        /// What is wrong with it, e.g. ``no `=` ``.
         why: String,
     },
     /// A rate is not in (0, 1].
     #[error("rate {from}:{to}={rate} is out of range: a conversion rate must be greater than 0 and at most 1")]
     OutOfRange {
-        /// From stage.
+        /// Stage id before the `:`.
         from: String,
-        /// To stage.
+        /// Stage id after the `:`.
         to: String,
-        /// The rate.
+        /// The rate as parsed (0 or less, above 1, or not finite).
         rate: f64,
     },
     /// Two rates lead into the same stage, or out of the same stage.
@@ -43,14 +43,14 @@ pub enum PlanError {
     /// A rate is not part of the chain ending at the target.
     #[error("rate {from}:{to} is not connected to `{target}` (the rates must form one chain ending at `{target}`)")]
     Disconnected {
-        /// From stage.
+        /// Stage id before the `:` of the stray rate.
         from: String,
-        /// To stage.
+        /// Stage id after the `:` of the stray rate.
         to: String,
-        /// Target stage.
+        /// The stage the plan counts toward (`customer` by default).
         target: String,
     },
-    /// The chain loops.
+    /// The chain loops; the stage named is one the loop passes through.
     #[error("the rates form a loop through `{0}`")]
     Loop(String),
     /// The target is zero or negative.
@@ -59,13 +59,13 @@ pub enum PlanError {
     /// Observed counts do not give a rate between two stages.
     #[error("no observed conversion from `{from}` to `{to}`{channel}: {why}")]
     NotObserved {
-        /// From stage.
+        /// Stage id the conversion starts from.
         from: String,
-        /// To stage.
+        /// Stage id it leads to.
         to: String,
         /// ` in channel X`, or empty.
         channel: String,
-        /// Why.
+        /// What the counts lack, e.g. no lead reached `from`.
         why: String,
     },
 }
@@ -73,9 +73,9 @@ pub enum PlanError {
 /// One conversion rate between two stages.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rate {
-    /// From stage.
+    /// Stage id the leads start at (`lead` in `lead:mql=0.2`).
     pub from: String,
-    /// To stage.
+    /// Stage id a share of them reaches (`mql` in `lead:mql=0.2`).
     pub to: String,
     /// Share of `from` that reaches `to`, in (0, 1].
     pub rate: f64,
@@ -84,9 +84,9 @@ pub struct Rate {
 /// How many need to reach one stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Need {
-    /// Stage id.
+    /// Stage id; a plan lists its needs from the start of the chain to the target.
     pub stage: String,
-    /// How many.
+    /// Leads that must reach this stage, rounded up.
     pub count: u64,
     /// Rate from this stage to the next one in the plan (none on the target).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +110,7 @@ impl Plan {
     }
 }
 
-/// Checks one rate.
+/// A [`Rate`] when `rate` is in (0, 1], else [`PlanError::OutOfRange`].
 pub fn check_rate(from: &str, to: &str, rate: f64) -> Result<Rate, PlanError> {
     if !(rate > 0.0 && rate <= 1.0) || !rate.is_finite() {
         return Err(PlanError::OutOfRange { from: from.into(), to: to.into(), rate });

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 pub struct Rejected {
     /// Line number in the input file.
     pub line: u64,
-    /// Why.
+    /// What is wrong with the line, e.g. ``no `purchased_at` ``.
     pub reason: String,
 }
 
@@ -66,13 +66,13 @@ pub fn validate_history(raw: &RawEvent, now: Time) -> Result<Event, String> {
 pub enum Target {
     /// The lead's email.
     Email,
-    /// A cookie id.
+    /// The row's `anonymous_id` (a visitor id from the other tool).
     AnonymousId,
     /// The time the row's event happened (`created_at`).
     OccurredAt,
     /// A trait of that name.
     Trait(String),
-    /// Not imported.
+    /// Not imported: unknown headers, and columns mapped to `-` with `--map`.
     Ignore,
 }
 
@@ -142,7 +142,7 @@ pub fn parse_maps(items: &[String]) -> Result<BTreeMap<String, Target>, String> 
 pub struct CsvLayout {
     /// Target per column, in file order.
     pub columns: Vec<Target>,
-    /// Normalized headers.
+    /// Headers after [`normalize_header`] (`Job Title` → `job_title`), in file order.
     pub headers: Vec<String>,
     /// Event type of the rows (`lead_imported`).
     pub event_type: String,
@@ -257,7 +257,7 @@ pub fn parse_time(s: &str) -> Option<Time> {
 pub struct Outcome {
     /// Normalized email (or anonymous id).
     pub lead: String,
-    /// When it bought.
+    /// Time of the (earliest) purchase, from the outcomes file.
     pub purchased_at: Time,
     /// Amount, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -30,13 +30,14 @@ use serde_json::{json, Value};
 pub struct Activity {
     /// Calibration key ([`crate::calibrate::activity_key`]) of its events.
     pub key: &'static str,
-    /// Event type.
+    /// SPEC §3 `type` of the generated events, e.g. `page_view`.
     pub kind: &'static str,
     /// Property name and values (one is picked per event); empty for none.
     pub prop: (&'static str, &'static [&'static str]),
     /// Average count per lead.
     pub mean: f64,
-    /// Link with propensity.
+    /// How the count follows the lead's buying propensity `z`: the mean is scaled by
+    /// `exp(weight·z − weight²/2)`; 0 = unrelated, negative = goes with not buying.
     pub weight: f64,
     /// At most once per lead.
     pub once: bool,
@@ -73,14 +74,14 @@ pub const ALPHA: f64 = -4.6;
 /// See [`ALPHA`].
 pub const BETA: f64 = 2.5;
 
-/// What to generate.
+/// What to generate (`ember simulate`): how many leads, from which seed, from when.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// Number of leads.
+    /// Leads in the population (each gets its own email and events).
     pub leads: u64,
     /// Seed: the same seed gives the same population.
     pub seed: u64,
-    /// First arrival.
+    /// Arrival time of the first lead (2025-01-01T00:00:00Z with [`Spec::new`]).
     pub start: Time,
 }
 
@@ -94,11 +95,11 @@ impl Spec {
 /// The ground truth of one activity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrueActivity {
-    /// Activity key.
+    /// [`Activity::key`], the same key `ember calibrate` reports the activity under.
     pub activity: String,
     /// Average count per lead.
     pub mean_count: f64,
-    /// Link with propensity.
+    /// [`Activity::weight`] the events were generated with.
     pub weight: f64,
     /// Share of leads that do it at least once.
     pub share: f64,
@@ -109,9 +110,9 @@ pub struct TrueActivity {
 /// `truth.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Truth {
-    /// Leads generated.
+    /// [`Spec::leads`] of the run.
     pub leads: u64,
-    /// Seed.
+    /// [`Spec::seed`] of the run: generating again with it gives the same files.
     pub seed: u64,
     /// Buying: `σ(alpha + beta·z)`.
     pub alpha: f64,
@@ -130,9 +131,9 @@ pub struct Truth {
 pub struct Population {
     /// Events in SPEC §3 shape, in time order.
     pub events: Vec<Value>,
-    /// The buyers.
+    /// One purchase per buyer (`outcomes.csv`), for `ember calibrate` and `ember backtest`.
     pub outcomes: Vec<Outcome>,
-    /// The ground truth.
+    /// What the generator knows and a calibration should recover (`truth.json`).
     pub truth: Truth,
 }
 

@@ -33,7 +33,7 @@ impl std::str::FromStr for By {
 /// One stage of a funnel row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageCell {
-    /// Stage id.
+    /// Id of a model stage (`visitor` is never a cell), in model order.
     pub stage: String,
     /// Leads that reached this stage or a later one.
     pub leads: i64,
@@ -57,12 +57,12 @@ pub struct FunnelRow {
     pub sales_cycle_median_hours: Option<u64>,
 }
 
-/// The funnel report.
+/// The funnel report (`GET /v1/reports/funnel`, `ember report funnel`): how far each cohort got.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelReport {
     /// First cohort day (leads that became leads from this day).
     pub from: NaiveDate,
-    /// Last cohort day.
+    /// Last cohort day, inclusive, in the model's time zone.
     pub to: NaiveDate,
     /// Grouping of `rows`.
     pub by: By,
@@ -76,7 +76,7 @@ pub struct FunnelReport {
     pub total: FunnelRow,
 }
 
-/// One campaign step.
+/// What happened at one step of a campaign to the enrollments begun in the period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// Step index (0-based; the index after the last step stands for "finished").
@@ -98,7 +98,7 @@ pub struct StepReport {
     pub rejected: i64,
     /// Sends whose outcome is unknown (never resent).
     pub unknown: i64,
-    /// Sends reported delivered.
+    /// Sends the provider reported delivered (`email_delivered`).
     pub delivered: i64,
     /// Sends opened by a person (machine opens excluded).
     pub opened: i64,
@@ -116,33 +116,33 @@ pub struct StepReport {
     pub completed: i64,
 }
 
-/// One campaign.
+/// One campaign's enrollments begun in the period, and where they stand now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CampaignReport {
-    /// Campaign id.
+    /// The model's campaign id (or the id of a campaign since removed from the model).
     pub campaign: String,
     /// Enrollments begun in the period.
     pub enrolled: i64,
-    /// Still running.
+    /// Of those, enrollments still walking the steps.
     pub active: i64,
-    /// Completed.
+    /// Of those, enrollments that ran past the last step (or moved on with `goto_campaign`).
     pub completed: i64,
     /// Converted (goal reached).
     pub converted: i64,
-    /// Exited.
+    /// Of those, enrollments ended by `exit_when`, an `exit` step, a timeout or CRM rejection.
     pub exited: i64,
     /// Emails sent, all steps.
     pub sent: i64,
-    /// Per step.
+    /// One entry per step index seen, 0 first; the index after the last step stands for "finished".
     pub steps: Vec<StepReport>,
 }
 
-/// The nurture report.
+/// The nurture report (`GET /v1/reports/campaigns`, `ember report campaigns`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignsReport {
-    /// First enrollment day.
+    /// First day enrollments are counted from, in the model's time zone.
     pub from: NaiveDate,
-    /// Last enrollment day.
+    /// Last day enrollments are counted to, inclusive.
     pub to: NaiveDate,
     /// Campaigns in model order (then campaigns no longer in the model).
     pub campaigns: Vec<CampaignReport>,
@@ -151,7 +151,7 @@ pub struct CampaignsReport {
 /// Channel costs for the period (`source/medium` → amount).
 pub type Costs = BTreeMap<String, f64>;
 
-/// A score bin.
+/// One bar of a score histogram: how many new leads currently score within `from..=to`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreBin {
     /// Lowest score of the bin.
@@ -184,11 +184,11 @@ pub struct MonthQuality {
 pub struct ChannelQuality {
     /// `source/medium`.
     pub channel: String,
-    /// New leads.
+    /// Leads in the period whose first touch came from this channel.
     pub new_leads: i64,
     /// MQLs among them.
     pub mqls: i64,
-    /// Customers among them.
+    /// Of those, leads that reached the customer stage.
     pub customers: i64,
     /// Cost of the channel for the period, when given.
     pub cost: Option<f64>,
@@ -201,15 +201,15 @@ pub struct ChannelQuality {
 /// The lead quality report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityReport {
-    /// First cohort day.
+    /// First cohort day (leads that became leads from this day).
     pub from: NaiveDate,
-    /// Last cohort day.
+    /// Last cohort day, inclusive, in the model's time zone.
     pub to: NaiveDate,
     /// The stage counted as MQL.
     pub mql_stage: Option<String>,
     /// The stage counted as a sale.
     pub customer_stage: Option<String>,
-    /// Per month.
+    /// One entry per cohort month (`2026-03`) in the period, oldest first.
     pub months: Vec<MonthQuality>,
     /// Per first-touch channel.
     pub channels: Vec<ChannelQuality>,

@@ -22,9 +22,9 @@ use chrono::NaiveDate;
 /// A report's day range, inclusive, in the model's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
-    /// First day.
+    /// First day of the range, read from `YYYY-MM-DD` (or the 1st of a `YYYY-MM`).
     pub from: NaiveDate,
-    /// Last day.
+    /// Last day of the range, included; never before `from`.
     pub to: NaiveDate,
 }
 

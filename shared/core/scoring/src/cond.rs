@@ -8,20 +8,20 @@ use crate::model::Span;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// A condition.
+/// A matcher or lead predicate as parsed from the model file (see the module docs for which variants each may use).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     /// Every one holds (an empty list holds).
     All(Vec<Cond>),
     /// At least one holds.
     Any(Vec<Cond>),
-    /// Negation.
+    /// `not:`: holds when the inner condition does not.
     Not(Box<Cond>),
     /// A property (events) or trait (leads) tested against a [`Test`]; dotted keys walk objects.
     Field {
-        /// Key as written.
+        /// Key as written in the file, e.g. `plan` or `company.size`.
         key: String,
-        /// Test.
+        /// What the value at `key` must satisfy.
         test: Test,
     },
     /// `identified: true|false` — the lead has an email.
@@ -30,9 +30,9 @@ pub enum Cond {
     Subscribed(bool),
     /// A score group compared numerically.
     Score {
-        /// Group index.
+        /// Index into [`crate::model::Model::scores`].
         group: usize,
-        /// Test.
+        /// Operators over the current (clamped) score.
         test: Test,
     },
     /// `stage:` — current stage id.
@@ -51,7 +51,7 @@ pub enum Cond {
     Did {
         /// Index into [`crate::model::Model::trackers`].
         tracker: usize,
-        /// Matching events needed.
+        /// How many matching events must be in the window (`at_least`, default 1).
         at_least: u32,
         /// Trailing window, or all history.
         within: Option<Span>,
@@ -79,11 +79,11 @@ pub enum Test {
 pub enum Scalar {
     /// String (lower-cased).
     Str(String),
-    /// Number.
+    /// A number, compared numerically (a string holding the same number also matches).
     Num(f64),
-    /// Boolean.
+    /// `true` / `false`; also matches the strings `"true"` / `"false"` in any case.
     Bool(bool),
-    /// Null.
+    /// `null`: matches only a JSON null.
     Null,
 }
 
@@ -121,11 +121,11 @@ pub enum Op {
 /// A value being tested, borrowed from an event, a lead, or computed.
 #[derive(Debug, Clone, Copy)]
 pub enum Val<'a> {
-    /// String.
+    /// A string as found (not lower-cased: comparisons ignore case).
     Str(&'a str),
-    /// Number.
+    /// A number: a score, or one unwrapped from a JSON value.
     Num(f64),
-    /// Boolean.
+    /// A boolean unwrapped from a JSON value.
     Bool(bool),
     /// Any JSON value (arrays are tested element-wise for `contains`).
     Json(&'a Value),
@@ -300,7 +300,7 @@ pub fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 pub trait LeadFacts {
     /// A trait (or other lead field) by key.
     fn field(&self, key: &str) -> Option<Val<'_>>;
-    /// Has an email.
+    /// The lead has an email (anonymous profiles have only `anonymous_id`s).
     fn identified(&self) -> bool;
     /// Opted in and not opted out.
     fn subscribed(&self) -> bool;
@@ -308,13 +308,13 @@ pub trait LeadFacts {
     fn score(&self, group: usize) -> i64;
     /// Current stage id and index.
     fn stage(&self) -> (&str, usize);
-    /// Tags.
+    /// Whether any of the lead's tags satisfies `test` (`in_list` names resolve in `lists`).
     fn has_tag_matching(&self, test: &Test, lists: &BTreeMap<String, Vec<String>>) -> bool;
     /// Email domain (lower-case).
     fn email_domain(&self) -> Option<&str>;
-    /// Current quadrant label.
+    /// Current quadrant label; `None` when the model has no `quadrants`.
     fn quadrant(&self) -> Option<&str>;
-    /// Current temperature label.
+    /// Current temperature label; `None` when the model has no `temperature`.
     fn temperature(&self) -> Option<&str>;
     /// Matching events in the tracker inside the window (or ever).
     fn did_count(&self, tracker: usize, within: Option<Span>) -> u64;

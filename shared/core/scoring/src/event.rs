@@ -72,22 +72,22 @@ pub struct RawEvent {
     /// Client-generated unique id.
     #[serde(default)]
     pub event_id: Option<Value>,
-    /// Event type.
+    /// `type`, required: lower-case letter first, then letters, digits, `_ . : -` (≤ 64 chars).
     #[serde(default, rename = "type")]
     pub kind: Option<Value>,
     /// RFC 3339 time.
     #[serde(default)]
     pub occurred_at: Option<Value>,
-    /// Cookie id.
+    /// The browser's or app's id for a visitor not yet identified; this or `email` is required.
     #[serde(default)]
     pub anonymous_id: Option<Value>,
-    /// Email.
+    /// The person's email address (normalized on validation); this or `anonymous_id` is required.
     #[serde(default)]
     pub email: Option<Value>,
-    /// Traits.
+    /// An object of facts about the person (`plan`, `company`…), merged into the lead; `null` removes one.
     #[serde(default)]
     pub traits: Option<Value>,
-    /// Properties.
+    /// An object describing this event (`url`, `plan`…), read by `where:` matchers.
     #[serde(default)]
     pub properties: Option<Value>,
     /// Context (utm, referrer).
@@ -95,26 +95,26 @@ pub struct RawEvent {
     pub context: Option<Value>,
 }
 
-/// A validated event.
+/// An event that passed [`RawEvent::validate`]: normalized, with an id and a time; what the timeline stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Unique id.
+    /// The client's `event_id`, or `ev_` + a UUIDv7 when it sent none; repeats are deduplicated on it.
     pub id: String,
-    /// Type.
+    /// The event type, e.g. `page_view`; rules and triggers match on it.
     #[serde(rename = "type")]
     pub kind: String,
-    /// When it happened.
+    /// `occurred_at`, or the time received when absent; never before 2000 nor over 5 minutes ahead.
     pub at: Time,
-    /// Normalized email.
+    /// Trimmed, lower-cased email; `None` for an anonymous event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Cookie id.
+    /// The client's visitor id, as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous_id: Option<String>,
-    /// Traits.
+    /// Facts about the person, merged into the lead's traits (`null` removes a key).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub traits: Map<String, Value>,
-    /// Properties.
+    /// Facts about this event, read by `where:` matchers.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub properties: Map<String, Value>,
     /// utm source / medium / campaign and referrer.
@@ -137,7 +137,7 @@ pub struct Channel {
     /// utm campaign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
-    /// Referrer.
+    /// `context.referrer`, cut to [`limits::MAX_TOUCH_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A lead (or an anonymous visitor profile, at stage `visitor`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lead {
-    /// Stable id.
+    /// `ld_` + a UUIDv7 in hex, assigned when the first event creates the lead; never changes.
     pub id: String,
     /// Normalized email (trimmed, lower-cased), once identified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,21 +38,22 @@ pub struct Lead {
     /// Profile rules that currently hold (by rule id).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub profile_rules: BTreeSet<String>,
-    /// Tags.
+    /// Tags set by rules that fired and by CRM feedback (`disqualified`, `lost`); never removed.
     #[serde(default)]
     pub tags: BTreeSet<String>,
-    /// Current stage id.
+    /// Id of the stage the lead is in now: `visitor` or one of the model's stage ids.
     pub stage: String,
     /// Every stage entered, with its time, oldest first.
     #[serde(default)]
     pub stage_history: Vec<StageEntry>,
-    /// Current temperature label.
+    /// Label of the temperature band the score falls in (`hot`…); `None` when the model has no
+    /// `temperature` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<String>,
-    /// Current quadrant label.
+    /// Fit × interest quadrant label; `None` when the model has no `quadrants` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quadrant: Option<String>,
-    /// Email consent.
+    /// When the lead opted in, unsubscribed, bounced or complained: decides whether email is sent.
     #[serde(default)]
     pub consent: Consent,
     /// First-touch acquisition channel.
@@ -103,19 +104,19 @@ pub struct Lead {
     pub event_count: u64,
 }
 
-/// A stage entered.
+/// One entry of [`Lead::stage_history`]: a stage the lead entered, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageEntry {
-    /// Stage id.
+    /// Id of the stage entered.
     pub stage: String,
-    /// When.
+    /// Time of the event (or job run) that moved the lead, RFC 3339 when stored.
     pub at: Time,
     /// Why: `rules`, or a CRM action (`recycled`, `won`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
 }
 
-/// Email consent.
+/// Email consent: the time of each consent event; `None` means it never happened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     /// Opted in (newsletter_subscribe or `email_opt_in: true`).
@@ -124,10 +125,10 @@ pub struct Consent {
     /// Opted out: unsubscribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsubscribed_at: Option<Time>,
-    /// Hard bounce.
+    /// First `email_bounced` whose `bounce_type` is `permanent`, `hard` or absent; stops email for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounced_at: Option<Time>,
-    /// Complaint.
+    /// First `email_complaint` (marked as spam); stops email for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complained_at: Option<Time>,
 }
@@ -146,7 +147,8 @@ impl Consent {
     }
 }
 
-/// Acquisition channel.
+/// Acquisition channel, from an event's `context` (UTM parameters and referrer); recorded only
+/// when one of them is present.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Touch {
     /// utm_source.
@@ -158,10 +160,10 @@ pub struct Touch {
     /// utm_campaign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
-    /// Referrer.
+    /// `context.referrer`: the referring page URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
-    /// When.
+    /// Time of the event that carried it.
     pub at: Time,
 }
 
@@ -212,7 +214,7 @@ pub struct RuleState {
 /// over both profiles from what each asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Award {
-    /// When.
+    /// Time of the event the rule fired on (its `at`, not when it was received).
     pub at: Time,
     /// Points given per group, parallel to the rule's `points`.
     pub points: Vec<i64>,
@@ -225,22 +227,22 @@ pub struct Award {
 /// Counter behind `did` predicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DidState {
-    /// Matching events ever.
+    /// Matching events since the lead was created (not bounded by any window).
     pub count: u64,
     /// Most recent matching times (bounded by the tracker's needs), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<Time>,
 }
 
-/// Enrollment status.
+/// Where an enrollment stands; stored in snake case (`active`, `converted`…).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnrollmentStatus {
-    /// Running.
+    /// Still walking its steps; the only status the drip job and triggers act on.
     Active,
     /// Ran past its last step (or moved on with `goto_campaign`).
     Completed,
-    /// Reached its goal.
+    /// Its campaign's `goal` held while it was active.
     Converted,
     /// Left through `exit_when`, a timeout to `exit`, `exit: true` or CRM rejection.
     Exited,
@@ -261,17 +263,17 @@ impl EnrollmentStatus {
 /// A lead's passage through a campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrollment {
-    /// Campaign id.
+    /// [`Campaign::id`](crate::model::Campaign::id) of the campaign, not its index.
     pub campaign: String,
-    /// Status.
+    /// `active` until it ends; then how it ended (see `end_reason` for why).
     pub status: EnrollmentStatus,
     /// Current step index (== steps.len() when done).
     pub step: usize,
     /// When the current step began.
     pub step_started_at: Time,
-    /// Enrolled at.
+    /// When the lead entered the campaign.
     pub entered_at: Time,
-    /// Ended at.
+    /// When it stopped being active; `None` while active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Time>,
     /// Why it ended (`goal`, `exit_when`, `timeout`, `exit_step`, `rejected`, `merged`…).
@@ -293,9 +295,9 @@ pub struct Enrollment {
 pub struct PendingSend {
     /// Idempotency key of this send (lead, campaign, enrollment, step).
     pub send_id: String,
-    /// Template.
+    /// Template id from the `send` step.
     pub template: String,
-    /// Claimed at.
+    /// When the claim was taken; another run may take it over `SEND_LEASE_SECS` (15 min) later.
     pub claimed_at: Time,
     /// A token chosen by the run that claimed it (empty when none was given): a run whose
     /// claim commit lost its answer reads the lead again and, finding its own token, knows the
@@ -307,14 +309,14 @@ pub struct PendingSend {
 /// What happened at one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepLog {
-    /// Step index.
+    /// Index of the step in the campaign's `steps`.
     pub step: usize,
     /// `sent`, `suppressed`, `rejected`, `unknown`, `postponed`.
     pub outcome: String,
     /// Template, for sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// When.
+    /// When the drip run recorded the outcome.
     pub at: Time,
     /// The provider reported the email delivered (`email_delivered`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -337,25 +339,25 @@ impl StepLog {
 /// An email sent (kept for the frequency cap).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRecord {
-    /// When.
+    /// When the drip run recorded it (outcome `sent`, or `unknown`, which counts as sent).
     pub at: Time,
-    /// Template.
+    /// Template id that was sent.
     pub template: String,
-    /// Campaign.
+    /// Id of the campaign whose step sent it.
     pub campaign: String,
 }
 
 /// Handoff and SLA state for the last handoff stage entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoffState {
-    /// Handoff stage entered.
+    /// Id of the handoff stage (one of `handoff.stages`) the lead entered.
     pub stage: String,
-    /// When.
+    /// When it entered that stage; `lead.qualified` is published with this time.
     pub qualified_at: Time,
     /// SLA deadline, while the clock runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_due_at: Option<Time>,
-    /// Sales accepted it.
+    /// When the CRM reported `accepted`; stops the SLA clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<Time>,
     /// SLA breach published.
@@ -372,16 +374,16 @@ pub struct CrmFacts {
     /// Times it qualified again after a recycle or a quiet stretch.
     #[serde(default)]
     pub reopened: u32,
-    /// Rejected by sales.
+    /// When the CRM last reported `rejected` (the lead is then tagged `disqualified`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_at: Option<Time>,
-    /// Won amount.
+    /// `amount` of the last `won` feedback that gave one, in the CRM's currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub won_amount: Option<f64>,
-    /// Lost amount.
+    /// `amount` of the last `lost` feedback that gave one, in the CRM's currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_amount: Option<f64>,
-    /// Last reason given.
+    /// `reason` of the last CRM feedback that gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -404,7 +406,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    /// Every kind.
+    /// Every kind, in declaration order.
     pub const ALL: [MessageKind; 4] = [MessageKind::Qualified, MessageKind::SlaBreached, MessageKind::StageChanged, MessageKind::Recycled];
 
     /// The `type` as written on the bus and in webhooks.
@@ -429,14 +431,14 @@ impl std::fmt::Display for MessageKind {
 pub struct Message {
     /// Stable id (the webhook id), derived from the lead and what happened.
     pub id: String,
-    /// What happened.
+    /// What happened; serialized as `type` (`lead.qualified`…).
     #[serde(rename = "type")]
     pub kind: MessageKind,
-    /// When it happened.
+    /// The event or job time the change happened at (not the time it is delivered).
     pub at: Time,
-    /// Lead id.
+    /// [`Lead::id`] of the lead it is about.
     pub lead_id: String,
-    /// Details.
+    /// Kind-specific payload, e.g. `{"from", "to"}` for `lead.stage_changed`, a lead summary for the others.
     #[serde(default)]
     pub data: Value,
 }

@@ -33,7 +33,7 @@ pub enum KeyError {
         var: &'static str,
         /// 1-based position of the entry.
         index: usize,
-        /// What is wrong.
+        /// What is wrong with the entry, e.g. not 64 hex digits after `sha256:`.
         problem: String,
     },
     /// `EMBER_CRM_SECRET` is set but is not a Standard Webhooks secret.
@@ -68,7 +68,7 @@ struct WriteKey {
     origins: Origins,
 }
 
-/// The configured keys.
+/// The key hashes from `EMBER_WRITE_KEYS` and `EMBER_ADMIN_KEYS` (only SHA-256 hashes are kept, never keys).
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeys {
     write: Vec<WriteKey>,
@@ -82,7 +82,7 @@ pub enum WriteAccess {
     Granted,
     /// A valid write key, but not from this origin.
     ForeignOrigin,
-    /// No such key.
+    /// Missing, or matching no configured hash (the API answers 401).
     Unknown,
 }
 
@@ -235,9 +235,9 @@ pub fn hash_entry(key: &str) -> String {
 /// Which kind of key to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    /// Ingest only.
+    /// `ek_w_…`: may only send events, from the origins its entry allows.
     Write,
-    /// Every route.
+    /// `ek_a_…`: may call every route, the admin and report routes included.
     Admin,
 }
 

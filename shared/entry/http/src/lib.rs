@@ -38,7 +38,7 @@ use std::sync::{Arc, LazyLock};
 
 mod reports;
 
-/// Largest request body.
+/// Largest request body any route accepts, in bytes (256 KiB); a larger one gets 413.
 pub const MAX_BODY: usize = 256 * 1024;
 
 /// The OpenAPI 3.1 description of this API (`docs/openapi.yaml`), served at `/v1/openapi.yaml`.
@@ -114,7 +114,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A new error.
+    /// An error answered as `status` with `{"error": {"code", "message"}}`; `code` is the stable, machine-readable part.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }

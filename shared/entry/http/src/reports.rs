@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use ember_service::{Ember, ReportQuery};
 use std::sync::LazyLock;
 
-/// The dashboard page.
+/// The page served at `GET /dashboard` (`dashboard.html`, built in): it draws the reports from the JSON API.
 pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
 /// The dashboard's Content-Security-Policy: its inline `<script>` and `<style>` by hash, requests

@@ -25,7 +25,7 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(10);
 /// The Scheduler's input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invocation {
-    /// Which job.
+    /// `decay`, or `drip` (SLA breaches, then campaign steps), as the schedule's input names it.
     pub job: Job,
     /// The schedule's time for this run (RFC 3339).
     pub scheduled_time: Time,
@@ -34,17 +34,17 @@ pub struct Invocation {
 /// What a run did, per due kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunReport {
-    /// Which job.
+    /// The invocation's job (`None` only in a default report).
     pub job: Option<Job>,
-    /// Its "now".
+    /// The invocation's `scheduled_time`, used as "now" for every due query of the run.
     pub now: Option<Time>,
-    /// Decay.
+    /// The decay pass; `None` when the job has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decay: Option<JobReport>,
-    /// Drip.
+    /// The campaign-step pass; `None` when the job has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drip: Option<JobReport>,
-    /// SLA.
+    /// The SLA pass; `None` when the job has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sla: Option<JobReport>,
 }

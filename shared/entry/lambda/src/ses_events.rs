@@ -225,7 +225,7 @@ pub struct SesClick {
     /// When (RFC 3339).
     #[serde(default, deserialize_with = "string")]
     pub timestamp: Option<String>,
-    /// Who followed it.
+    /// User agent of the click: a person's browser, or a scanner that follows links (machine traffic).
     #[serde(default, deserialize_with = "string")]
     pub user_agent: Option<String>,
     /// The link's target, as Ember wrote it in the email.
@@ -270,7 +270,7 @@ pub struct SesComplaint {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SesRecipient {
-    /// The address.
+    /// `emailAddress`: the address that bounced or complained, as SES reports it.
     #[serde(default, deserialize_with = "string")]
     pub email_address: Option<String>,
 }

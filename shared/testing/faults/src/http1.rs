@@ -39,7 +39,7 @@ impl Head {
 /// One whole message: its head and every byte of it as read.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// The head.
+    /// Start line and headers, parsed.
     pub head: Head,
     /// Head and body, unchanged.
     pub raw: Vec<u8>,

@@ -157,11 +157,11 @@ struct Shared {
 /// A request the peer answered with a 2xx.
 #[derive(Debug, Clone)]
 pub struct Applied {
-    /// The peer.
+    /// The AWS service the request went to, told from its `X-Amz-Target` or path.
     pub peer: Peer,
-    /// Request target.
+    /// Request target as sent, e.g. `/` or `/v2/email/outbound-emails`.
     pub path: String,
-    /// Request body.
+    /// Request body as forwarded (the API call's JSON).
     pub body: Vec<u8>,
     /// The peer's status.
     pub status: u16,
@@ -262,7 +262,7 @@ impl FaultProxy {
         self.shared.applied.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|a| a.peer == peer).cloned().collect()
     }
 
-    /// Total faults injected.
+    /// Faults injected so far, summed over every peer and kind (see [`FaultProxy::injected`]).
     pub fn total_injected(&self) -> u64 {
         self.injected().values().sum()
     }

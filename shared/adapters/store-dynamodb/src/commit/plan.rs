@@ -25,7 +25,7 @@ const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub(super) enum Role {
     /// The dedupe put of an event id.
     Dedupe(String),
-    /// An event put.
+    /// The put of a timeline event item under its lead (unconditional: the dedupe put guards it).
     Event,
     /// An identity put (claim or re-point).
     Identity,

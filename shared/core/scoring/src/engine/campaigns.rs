@@ -21,15 +21,15 @@ const MAX_STEPS_PER_RUN: usize = 256;
 pub struct SendIntent {
     /// Idempotency key: the same step of the same enrollment always has the same id.
     pub send_id: String,
-    /// Lead id.
+    /// [`Lead::id`](crate::lead::Lead::id) of the recipient.
     pub lead_id: String,
-    /// Recipient.
+    /// The lead's normalized email address at the time of the claim.
     pub to: String,
-    /// Campaign id.
+    /// Id of the campaign whose step sends it.
     pub campaign: String,
-    /// Step index.
+    /// Index of the `send` step in the campaign's steps.
     pub step: usize,
-    /// Template id.
+    /// Key into [`Model::templates`](crate::model::Model::templates).
     pub template: String,
 }
 
@@ -39,24 +39,24 @@ pub struct SendIntent {
 pub enum SendOutcome {
     /// Accepted by the provider.
     Sent {
-        /// Provider message id.
+        /// The provider's id for the message (SES `MessageId`).
         message_id: String,
     },
     /// Refused for good (bad address, suppressed): recorded, the flow goes on, never resent.
     Rejected {
-        /// Why.
+        /// The provider's error, for the log.
         reason: String,
     },
     /// Not sent, worth trying again (throttled): the claim is released.
     Retry {
-        /// Why.
+        /// The provider's error, for the log.
         reason: String,
     },
     /// Not sent because the sending account or identity is misconfigured (an unverified
     /// sender, the SES sandbox, sending paused): the claim is released and the step kept until
     /// an operator fixes it, tried again every [`BLOCKED_RETRY_SECS`], logged once per step.
     Blocked {
-        /// Why.
+        /// The provider's error, for the operator who must fix the account.
         reason: String,
     },
     /// The outcome is unknown (crash or timeout after the call): marked, not resent.
@@ -71,7 +71,7 @@ enum Flow {
     Goto(usize),
     /// Stop here until this time.
     WaitUntil(Option<Time>),
-    /// End the enrollment.
+    /// End the enrollment with this status and `end_reason` (`exit_step`, `timeout`…).
     End(EnrollmentStatus, &'static str),
     /// Hand an email to the caller.
     Send(SendIntent),

@@ -61,11 +61,11 @@ pub enum Change {
     Points {
         /// Rule id, `decay[i]`, `campaign:<id>`, `profile:<rule>`, `crm:<action>`, `merge`.
         source: Arc<str>,
-        /// Score group.
+        /// Name of the score group, e.g. `engagement`.
         group: Arc<str>,
         /// Points the source asked for.
         asked: i64,
-        /// Points actually applied.
+        /// Points actually applied, after caps and bounds (0 when all were withheld).
         given: i64,
         /// Why they differ (cap, once, bounds, machine traffic).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,31 +73,31 @@ pub enum Change {
     },
     /// A rule matched but gave nothing.
     Skipped {
-        /// Rule id.
+        /// [`Rule::id`](crate::model::Rule::id) of the rule that matched.
         source: Arc<str>,
-        /// Why.
+        /// Human-readable reason for the timeline, e.g. `once: already given`.
         note: Arc<str>,
     },
-    /// Tag added.
+    /// A tag the lead did not have was added (by a rule, or `disqualified` / `lost` from the CRM).
     Tagged {
-        /// Tag.
+        /// The tag as the rule (or CRM action) names it.
         tag: String,
     },
-    /// Stage entered.
+    /// The lead entered another stage (by its rules, a CRM action or a recycle).
     Stage {
-        /// From.
+        /// Id of the stage the lead left.
         from: String,
-        /// To.
+        /// Id of the stage it entered.
         to: String,
     },
     /// Enrollment started or ended.
     Campaign {
-        /// Campaign id.
+        /// [`Campaign::id`](crate::model::Campaign::id) from the model.
         campaign: String,
         /// `entered`, `completed`, `converted`, `exited`, `advanced`.
         what: String,
     },
-    /// Consent changed.
+    /// Consent changed (an opt-in, unsubscribe, hard bounce or complaint was recorded).
     Consent {
         /// `opted_in`, `unsubscribed`, `bounced`, `complained`.
         what: String,
@@ -133,7 +133,7 @@ pub(crate) const BOUNDS_NOTE: &str = "limited by the score's bounds";
 /// When a lead next has scheduled work (the store indexes these).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Due {
-    /// Next decay.
+    /// When the next decay entry applies; `None` when nothing can decay (no entries, every group at its floor, no activity yet).
     pub decay: Option<Time>,
     /// Next drip step (or an unpublished message).
     pub drip: Option<Time>,
@@ -177,7 +177,7 @@ impl Engine {
         Engine { model, rules_by_type, trackers_by_type, profile_static, profile_dynamic, rule_ids, group_names, cap_notes }
     }
 
-    /// The model.
+    /// The validated model the engine was built from.
     pub fn model(&self) -> &Model {
         &self.model
     }

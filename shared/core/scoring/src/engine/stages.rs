@@ -18,15 +18,15 @@ pub enum CrmAction {
     Recycled,
     /// An opportunity was opened.
     Opportunity,
-    /// Deal won.
+    /// Deal won: the lead moves forward to `customer` when the model has that stage above the current one.
     Won {
-        /// Amount.
+        /// Deal value in the CRM's currency, 0 to 10¹²; `None` keeps the last one given.
         #[serde(default)]
         amount: Option<f64>,
     },
-    /// Deal lost.
+    /// Deal lost: the lead is tagged `lost`.
     Lost {
-        /// Amount.
+        /// Deal value in the CRM's currency, 0 to 10¹²; `None` keeps the last one given.
         #[serde(default)]
         amount: Option<f64>,
     },
@@ -38,7 +38,7 @@ pub const MAX_DEAL_AMOUNT: f64 = 1e12;
 
 impl CrmAction {
     /// Parses an action name and optional amount. An amount must be a finite number from 0 to
-    /// [`MAX_DEAL_AMOUNT`]; the error names the field.
+    /// `MAX_DEAL_AMOUNT` (10¹²); the error names the field.
     pub fn parse(action: &str, amount: Option<f64>) -> Result<CrmAction, String> {
         if let Some(a) = amount {
             if !a.is_finite() || !(0.0..=MAX_DEAL_AMOUNT).contains(&a) {
@@ -60,7 +60,7 @@ impl CrmAction {
         })
     }
 
-    /// Name.
+    /// The action as written in CRM feedback (`accepted`, `won`…), the inverse of [`CrmAction::parse`].
     pub fn name(&self) -> &'static str {
         match self {
             CrmAction::Accepted => "accepted",

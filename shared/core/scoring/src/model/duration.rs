@@ -18,7 +18,7 @@ impl Span {
     pub const fn from_secs(secs: i64) -> Self {
         Span { secs }
     }
-    /// Length in seconds.
+    /// Length in whole seconds (at most 100 years).
     pub const fn secs(self) -> i64 {
         self.secs
     }
@@ -29,7 +29,7 @@ impl Span {
 
     /// Parses `1d2h`, `90d`, `15m`… The string must be one or more `<digits><unit>` pairs with
     /// units `s m h d w`, each unit at most once, largest first; `0s` is allowed, more than
-    /// [`MAX_SECS`] is not.
+    /// `MAX_SECS` (100 years) is not.
     pub fn parse(text: &str) -> Result<Span, String> {
         let t = text.trim();
         if t.is_empty() {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 /// A validated model.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// Model name.
+    /// The file's required `name` key, e.g. `b2b-saas`.
     pub name: String,
     /// IANA time zone, for quiet hours and calendar reports.
     pub timezone: chrono_tz::Tz,
@@ -28,9 +28,9 @@ pub struct Model {
     pub lists: BTreeMap<String, Vec<String>>,
     /// Scoring rules, in file order.
     pub rules: Vec<Rule>,
-    /// Inactivity decay.
+    /// `decay` entries, in file order (empty: scores never decay).
     pub decay: Vec<Decay>,
-    /// Temperature bands.
+    /// `temperature` section; `None` leaves every lead without a temperature label.
     pub temperature: Option<Temperature>,
     /// Fit × interest matrix.
     pub quadrants: Option<Quadrants>,
@@ -38,9 +38,9 @@ pub struct Model {
     pub stages: Vec<Stage>,
     /// Handoff to the CRM.
     pub handoff: Option<Handoff>,
-    /// Email settings.
+    /// `email` section; `None` when the model sends no email.
     pub email: Option<EmailSettings>,
-    /// Templates by id.
+    /// `templates`, keyed by the id that `send` steps name.
     pub templates: BTreeMap<String, Template>,
     /// Campaigns, in file order.
     pub campaigns: Vec<Campaign>,
@@ -59,9 +59,9 @@ pub const VISITOR: &str = "visitor";
 pub struct ScoreGroup {
     /// Group name (`engagement`, `fit`…).
     pub name: String,
-    /// Lowest value.
+    /// Required `min`: the score is clamped so it never goes below it.
     pub min: i64,
-    /// Highest value.
+    /// Required `max`: the score is clamped so it never goes above it.
     pub max: i64,
     /// Starting value (default 0).
     pub initial: i64,
@@ -75,11 +75,11 @@ pub type Points = Vec<(usize, i64)>;
 pub struct Rule {
     /// Stable id (from the file, or `rules[N]` when absent).
     pub id: String,
-    /// Points per group.
+    /// `points`: what one firing adds (negative takes away), per score group.
     pub points: Points,
     /// Tags set when the rule fires.
     pub tags: Vec<String>,
-    /// Behaviour or profile.
+    /// `on:` makes a behaviour rule, `when:` a profile rule.
     pub kind: RuleKind,
 }
 
@@ -90,7 +90,7 @@ pub enum RuleKind {
     Behaviour(Behaviour),
     /// Counts while a lead predicate holds.
     Profile {
-        /// The predicate.
+        /// The rule's `when`: its points count for as long as this lead predicate holds.
         when: Cond,
     },
 }
@@ -98,7 +98,7 @@ pub enum RuleKind {
 /// A behaviour rule's trigger and limits.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
-    /// Event type.
+    /// `on`: the event type that fires it, e.g. `page_view`.
     pub on: String,
     /// Matchers over the event's properties.
     pub filter: Option<FieldMatch>,
@@ -106,7 +106,7 @@ pub struct Behaviour {
     pub once: bool,
     /// Points cap over a trailing window.
     pub cap: Option<Cap>,
-    /// Frequency condition.
+    /// `count`: fire only on the `at_least`-th matching event inside `within` (`None`: every one).
     pub count: Option<Count>,
 }
 
@@ -115,7 +115,7 @@ pub struct Behaviour {
 pub struct Cap {
     /// Most points inside any trailing window (per group).
     pub points: i64,
-    /// Window length.
+    /// Length of the trailing window, e.g. `1d`.
     pub per: Span,
 }
 
@@ -124,14 +124,14 @@ pub struct Cap {
 pub struct Count {
     /// Fires on the `at_least`-th matching event inside the window.
     pub at_least: u32,
-    /// Window length.
+    /// Length of the trailing window the events are counted in, e.g. `7d`.
     pub within: Span,
 }
 
-/// One decay entry.
+/// One `decay` entry: what inactivity takes from one score group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decay {
-    /// Score group index.
+    /// Index into [`Model::scores`] of the group it lowers.
     pub score: usize,
     /// Inactivity before it applies.
     pub after: Span,
@@ -155,13 +155,14 @@ pub enum DecayAmount {
 /// Temperature bands over one score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Temperature {
-    /// Score group index.
+    /// Index into [`Model::scores`] of the group the bands read.
     pub score: usize,
     /// Bands: every band but the last has `below`.
     pub bands: Vec<Band>,
 }
 
-/// One temperature band.
+/// One temperature band: a lead whose score is under `below` (and not under an earlier band's)
+/// gets `label`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
     /// Label (`cold`, `warm`, `hot`).
@@ -175,23 +176,23 @@ pub struct Band {
 pub struct Quadrants {
     /// Fit axis: score group index and threshold.
     pub fit: (usize, i64),
-    /// Interest axis.
+    /// Interest axis: score group index and threshold.
     pub interest: (usize, i64),
 }
 
 /// A lifecycle stage.
 #[derive(Debug, Clone)]
 pub struct Stage {
-    /// Stage id.
+    /// `id` from the file, e.g. `mql`; unique, and never `visitor`.
     pub id: String,
     /// Entry predicate; `None` for manual stages.
     pub when: Option<Cond>,
 }
 
-/// Handoff settings.
+/// The `handoff` section: when a lead goes to sales, how long sales has, and where it is recycled to.
 #[derive(Debug, Clone)]
 pub struct Handoff {
-    /// Stage indices (into [`Model::stage_ids`]) that publish `lead.qualified`.
+    /// Stage indices (as [`Model::stage_index`] counts them: 0 is `visitor`) that publish `lead.qualified`.
     pub stages: Vec<usize>,
     /// Sales follow-up SLA.
     pub sla: Option<Span>,
@@ -207,7 +208,7 @@ pub struct Handoff {
 /// variable leaves the field `None` (the delivery is then recorded locally, not sent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
-    /// Name.
+    /// `name` from the file; deliveries and dead letters are recorded under it.
     pub name: String,
     /// Target URL.
     pub url: Option<String>,
@@ -217,10 +218,10 @@ pub struct Webhook {
     pub url_source: String,
 }
 
-/// Email settings.
+/// The `email` section: sender, SES configuration set, frequency cap and quiet hours.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmailSettings {
-    /// Sender.
+    /// `from`: the sender as SES takes it, e.g. `Acme <news@acme.test>` (must contain `@`).
     pub from: String,
     /// Reply-to address.
     pub reply_to: Option<String>,
@@ -235,41 +236,41 @@ pub struct EmailSettings {
 /// An email template (Handlebars).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
-    /// Subject.
+    /// Subject line, itself a Handlebars template.
     pub subject: String,
     /// HTML body (file contents when the model gave a path).
     pub html: String,
-    /// Plain text body.
+    /// Plain text body; `None` sends HTML only.
     pub text: Option<String>,
 }
 
 /// A nurture campaign.
 #[derive(Debug, Clone)]
 pub struct Campaign {
-    /// Id.
+    /// `id` from the file, unique; enrollments and `goto_campaign` refer to it.
     pub id: String,
     /// Entry trigger; `None` = reached only through `goto_campaign`.
     pub enter: Option<Trigger>,
     /// May a lead enter again after an earlier enrollment ended.
     pub reenter: bool,
-    /// Exit condition.
+    /// `exit_when`: ends an active enrollment as exited when it holds.
     pub exit_when: Option<Trigger>,
-    /// Goal.
+    /// `goal`: ends an active enrollment as converted when it holds (checked before `exit_when`).
     pub goal: Option<Trigger>,
     /// Points applied when the enrollment exits.
     pub exit_points: Points,
-    /// Steps.
+    /// Steps, in file order; [`Jump::To`] indexes into them.
     pub steps: Vec<Step>,
 }
 
 /// `{on?, where?, when?}`: an event trigger, a segment condition, or both.
 #[derive(Debug, Clone)]
 pub struct Trigger {
-    /// Event type.
+    /// `on`: the event type; `None` for a pure segment condition.
     pub on: Option<String>,
-    /// Matchers over event properties.
+    /// `where`: matchers over the event's properties (only with `on`).
     pub filter: Option<FieldMatch>,
-    /// Lead predicate.
+    /// `when`: a predicate over the lead; `None` when the event alone triggers.
     pub when: Option<Cond>,
 }
 
@@ -278,53 +279,53 @@ pub struct Trigger {
 pub struct Step {
     /// Optional id (jump target).
     pub id: Option<String>,
-    /// What it does.
+    /// The step's single action key (`send`, `wait`, `if`…).
     pub kind: StepKind,
 }
 
 /// Where a branch or timeout goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Jump {
-    /// The following step.
+    /// `next`: the step after this one.
     Next,
     /// End the enrollment as exited.
     Exit,
-    /// Step index.
+    /// Index into [`Campaign::steps`] of the step whose `id` was named.
     To(usize),
 }
 
-/// Step kinds.
+/// What a campaign step does, one variant per step key.
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    /// Queue an email.
+    /// `send: TEMPLATE_ID`: queue that template for the lead (skipped when not subscribed).
     Send(String),
-    /// Wait.
+    /// `wait: 3d`: the next step runs this long after this one started.
     Wait(Span),
     /// Wait for an event.
     WaitFor {
-        /// Event type.
+        /// Event type that ends the wait, e.g. `email_clicked`.
         on: String,
-        /// Property matchers.
+        /// `where`: matchers the event's properties must satisfy.
         filter: Option<FieldMatch>,
         /// How long to wait.
         within: Span,
         /// What to do when it does not come.
         timeout: Jump,
     },
-    /// Branch.
+    /// `if`: go to `then` or `otherwise` by a lead predicate evaluated when the step runs.
     If {
-        /// Predicate.
+        /// Lead predicate of the `if`.
         cond: Cond,
-        /// When it holds.
+        /// Where to go when it holds.
         then: Jump,
         /// When it does not.
         otherwise: Jump,
     },
-    /// Adjust points.
+    /// `points`: add (or take away) points per score group, clamped to the group bounds.
     Points(Points),
-    /// Move to another campaign (index).
+    /// `goto_campaign`: complete this enrollment and enter the campaign at this index.
     Goto(usize),
-    /// End as exited.
+    /// `exit`: end the enrollment as exited.
     Exit,
 }
 
@@ -333,9 +334,9 @@ pub enum StepKind {
 pub struct Tracker {
     /// Stable key (event type and filter), used in lead state.
     pub key: String,
-    /// Event type.
+    /// Event type it counts, from the `did` predicate.
     pub on: String,
-    /// Property matchers.
+    /// The `did` predicate's `where` matchers; `None` counts every event of the type.
     pub filter: Option<FieldMatch>,
     /// Longest `within` among the predicates using it (`None`: some use all history).
     pub keep_for: Option<Span>,

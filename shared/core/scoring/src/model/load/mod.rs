@@ -32,11 +32,11 @@ pub use sources::{MemorySources, ModelSources, NoSources, Unreadable};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}: {path}: {message}")]
 pub struct ModelError {
-    /// File name.
+    /// The file name the caller passed to the loader, e.g. `model.yaml`.
     pub file: String,
     /// Path inside the file (`rules[3].cap.per`).
     pub path: String,
-    /// What is wrong.
+    /// What is wrong, phrased for the person editing the file (often with the fix).
     pub message: String,
 }
 
