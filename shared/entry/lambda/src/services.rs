@@ -67,7 +67,8 @@ fn var(name: &str) -> Option<String> {
 }
 
 impl AwsConfig {
-    /// From the environment.
+    /// Reads the function's environment (the variables named on each field); a missing
+    /// `EMBER_TABLE` or a malformed timeout stops the container with a named error.
     pub fn from_env() -> Result<AwsConfig, StartError> {
         ember_aws::sdk::timeouts(var).map_err(StartError::Timeouts)?;
         Ok(AwsConfig {
@@ -85,7 +86,7 @@ impl AwsConfig {
 /// The services and adapters of one container.
 #[derive(Clone)]
 pub struct AwsServices {
-    /// The services.
+    /// The use cases, over the DynamoDB store, SES and EventBridge.
     pub ember: Ember,
     /// Webhooks to the CRM.
     pub handoff: Arc<Handoff>,

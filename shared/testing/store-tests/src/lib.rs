@@ -49,7 +49,7 @@ pub use tallies::{concurrent_tallies, reports_match_the_leads, tallies_add_up};
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One conformance check.
+/// One conformance check: its name (as [`conformance_tests!`] names the test) and its body.
 #[derive(Clone, Copy)]
 pub struct Check {
     /// The check's function name.
