@@ -8,9 +8,10 @@
 pub mod bench;
 pub mod calibrate;
 pub mod dev;
-pub mod keys;
 pub mod import;
+pub mod keys;
 pub mod local;
+pub mod model_cmd;
 pub mod plan;
 pub mod report;
 pub mod scenario;

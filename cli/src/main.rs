@@ -32,6 +32,11 @@ enum Command {
         #[arg(required = true)]
         models: Vec<PathBuf>,
     },
+    /// Model versions: what a new model file changes (`ember model diff OLD NEW`).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Measures scoring and ingest throughput.
     Bench(ember::bench::BenchArgs),
     /// API keys: make one, or print the configuration entry of one.
@@ -56,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Rules, stages, campaigns, templates, decay, temperature bands and handoff settings
+    /// added, removed or changed between two model files, by id, with old → new values.
+    Diff(ember::model_cmd::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +104,7 @@ fn main() -> ExitCode {
             ember::runtime().and_then(|rt| rt.block_on(ember::scenario_cmd::run(args)))
         }
         Command::Validate { models } => Ok(ember::validate::run(&models)),
+        Command::Model { command: ModelCommand::Diff(args) } => ember::model_cmd::run_diff(&args).map(|_| true),
         Command::Keys { command: KeysCommand::New(args) } => ember::keys::new(&args).map(|_| true),
         Command::Keys { command: KeysCommand::Hash { key } } => {
             ember::keys::hash(&key);

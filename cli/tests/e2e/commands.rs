@@ -184,3 +184,32 @@ fn webhooks_replay_sends_dead_letters_again() {
     let left = ember_delivery::FileDeadLetters::new(dir.path().join("dead-letters.jsonl"));
     assert!(left.is_empty().unwrap(), "the queue is empty: {:?}", std::fs::read_to_string(left.path()));
 }
+
+#[test]
+fn model_diff_names_what_changed_by_id_with_old_and_new_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Path::new("examples/b2b-saas.yaml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(old)).unwrap();
+    let new = dir.path().join("new.yaml");
+    std::fs::write(&new, text.replace("sla: 24h", "sla: 48h").replace("  - id: pricing-page\n", "  - id: pricing-visit\n")).unwrap();
+    let out = ember().args(["model", "diff"]).arg(old).arg(&new).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("rules\n  + pricing-visit\n  - pricing-page\n"), "{stdout}");
+    assert!(stdout.contains("handoff\n  ~ handoff\n      sla: \"24h\" → \"48h\"\n"), "{stdout}");
+    assert!(stdout.contains("1 added, 1 removed, 1 changed"), "{stdout}");
+
+    let out = ember().args(["model", "diff", "--json"]).arg(old).arg(&new).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let handoff = v["sections"].as_array().unwrap().iter().find(|s| s["section"] == "handoff").expect("handoff section");
+    assert_eq!(handoff["changed"][0]["fields"][0], serde_json::json!({"path": "sla", "old": "24h", "new": "48h"}));
+
+    let same = ember().args(["model", "diff"]).arg(old).arg(old).output().unwrap();
+    assert!(String::from_utf8_lossy(&same.stdout).contains("no difference"));
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, text.replace("sla: 24h", "sla: soon")).unwrap();
+    let out = ember().args(["model", "diff"]).arg(old).arg(&broken).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("broken.yaml: the model is invalid") && stderr.contains("handoff.sla"), "{stderr}");
+}

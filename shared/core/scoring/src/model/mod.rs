@@ -5,6 +5,7 @@
 //! file names but does not hold (template files, `${VAR}` settings) comes from the caller's
 //! [`ModelSources`].
 
+pub mod diff;
 mod duration;
 mod load;
 
