@@ -95,6 +95,17 @@ pub(crate) enum Updated<T> {
 }
 
 impl Core {
+    /// A lead by id, as stored.
+    pub(crate) async fn lead(&self, id: &str) -> Result<Option<Lead>, ServiceError> {
+        Ok(self.store.get(id).await?.map(|r| r.lead))
+    }
+
+    /// The lead an identity (email or anonymous id) points at.
+    pub(crate) async fn lead_by(&self, identity: &crate::ports::Identity) -> Result<Option<Lead>, ServiceError> {
+        let Some(id) = self.store.lookup(identity).await? else { return Ok(None) };
+        self.lead(&id).await
+    }
+
     /// The lead `lead_id` after one read → decide → commit, retried (read again, decide again)
     /// as long as `on_failure` answers [`Failure::Retry`] — for a conflict, usually
     /// ([`Failure::of_conflict`]); `None` when there is no such lead. `on_failure` sees what

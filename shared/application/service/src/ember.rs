@@ -83,12 +83,11 @@ impl Ember {
 
     /// A lead by id.
     pub async fn lead(&self, id: &str) -> Result<Option<Lead>, ServiceError> {
-        Ok(self.core.store.get(id).await?.map(|r| r.lead))
+        self.core.lead(id).await
     }
 
     /// The lead an identity (email or anonymous id) points at.
     pub async fn lead_by(&self, identity: &Identity) -> Result<Option<Lead>, ServiceError> {
-        let Some(id) = self.core.store.lookup(identity).await? else { return Ok(None) };
-        self.lead(&id).await
+        self.core.lead_by(identity).await
     }
 }

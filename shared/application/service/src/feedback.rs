@@ -116,18 +116,14 @@ impl Feedback {
         match core.update_lead(&lead_id, decide, on_failure).await? {
             None => Err(ServiceError::NotFound),
             Some(Updated::Written(rec, ()) | Updated::Kept(rec, ())) => Ok(FeedbackOutcome::Applied(rec.lead)),
-            Some(Updated::Refused(_)) => Ok(FeedbackOutcome::Duplicate(self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?)),
+            Some(Updated::Refused(_)) => Ok(FeedbackOutcome::Duplicate(self.core.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?)),
         }
-    }
-
-    async fn lead(&self, id: &str) -> Result<Option<Lead>, ServiceError> {
-        Ok(self.core.store.get(id).await?.map(|r| r.lead))
     }
 
     /// The answer to a request already applied: the lead as it is now.
     async fn duplicate(&self, fb: &CrmFeedback) -> Result<FeedbackOutcome, ServiceError> {
         let (_, lead_id) = self.feedback_target(fb).await?;
-        Ok(FeedbackOutcome::Duplicate(self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?))
+        Ok(FeedbackOutcome::Duplicate(self.core.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?))
     }
 
     /// The action of a request (amount checked) and the lead it names.
@@ -174,7 +170,7 @@ impl Feedback {
             .composer
             .verify_unsubscribe(token)
             .ok_or_else(|| ServiceError::Invalid("this unsubscribe link is not valid".into()))?;
-        let lead = self.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?;
+        let lead = self.core.lead(&lead_id).await?.ok_or(ServiceError::NotFound)?;
         let Some(email) = lead.email.clone() else { return Ok(lead) };
         let consent = &lead.consent;
         if consent.unsubscribed_at.is_some_and(|u| consent.opted_in_at.is_none_or(|o| u >= o)) {
@@ -193,8 +189,7 @@ impl Feedback {
             machine: false,
         };
         self.ingest.apply(&event).await?;
-        let id = self.core.store.lookup(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)?;
-        self.lead(&id).await?.ok_or(ServiceError::NotFound)
+        self.core.lead_by(&Identity::Email(email)).await?.ok_or(ServiceError::NotFound)
     }
 }
 
